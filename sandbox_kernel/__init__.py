@@ -1,0 +1,3 @@
+"""Jupyter kernel whose cells run inside a disposable QEMU virtual machine."""
+
+__version__ = "0.1.0"

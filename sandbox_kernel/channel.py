@@ -1,0 +1,223 @@
+"""The host side of the guest channel: a command port (host->guest) and an event port
+(guest->host), each a Unix socket that QEMU serves for one virtio-serial port.
+
+Everything read from the guest is untrusted: lines are bounded, validated as protocol events and
+routed by request id; anything else is counted as a protocol error and never raised in the
+reader task.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from sandbox_kernel import protocol as p
+from sandbox_kernel.errors import ProtocolError, SandboxError
+
+log = logging.getLogger(__name__)
+
+WRITE_QUEUE_DEPTH = 256
+EVENT_QUEUE_DEPTH = 1024
+_READ_SIZE = 1 << 20
+
+
+class ChannelClosed(SandboxError):
+    """The guest side went away (the VM stopped or died)."""
+
+
+class ChannelBusy(SandboxError):
+    """The write queue is full: the guest is not reading its command port."""
+
+
+def peer_pid(sock: socket.socket) -> int:
+    pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(
+        socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return int(pid)
+
+
+class LineReader:
+    """Splits a byte stream into lines of at most ``limit`` bytes; longer ones are skipped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+        self._scanned = 0
+        self._skipping = False
+
+    def feed(self, data: bytes) -> list[bytes | None]:
+        """Complete lines; ``None`` stands for a line that was too long and was dropped."""
+        self._buf += data
+        out: list[bytes | None] = []
+        while (cut := self._buf.find(b"\n", self._scanned)) >= 0:
+            line = bytes(self._buf[:cut])
+            del self._buf[:cut + 1]
+            self._scanned = 0
+            if self._skipping:
+                self._skipping = False
+            elif len(line) > self.limit:
+                out.append(None)
+            else:
+                out.append(line)
+        self._scanned = len(self._buf)
+        if len(self._buf) > self.limit:
+            if not self._skipping:
+                out.append(None)
+            self._skipping = True
+            self._buf.clear()
+            self._scanned = 0
+        return out
+
+
+class DualPortChannel:
+    def __init__(self, cmd_path: Path, evt_path: Path, peer: int | None = None,
+                 max_line: int = p.MAX_LINE_BYTES) -> None:
+        self.cmd_path = cmd_path
+        self.evt_path = evt_path
+        self.expected_peer = peer
+        self.max_line = max_line
+        self.protocol_errors: list[str] = []
+        self.unsolicited: asyncio.Queue[p.Event] = asyncio.Queue(maxsize=EVENT_QUEUE_DEPTH)
+        self._ids = itertools.count(1)
+        self._streams: dict[int, asyncio.Queue[p.Event | SandboxError]] = {}
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=WRITE_QUEUE_DEPTH)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writers: list[asyncio.StreamWriter] = []
+        self._closed: SandboxError | None = None
+
+    # --- connection -------------------------------------------------------------------------
+    async def _open(self, path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_unix_connection(path, limit=_READ_SIZE)
+        sock = writer.get_extra_info("socket")
+        if self.expected_peer is not None and peer_pid(sock) != self.expected_peer:
+            writer.close()
+            raise ProtocolError(f"{path} is served by pid {peer_pid(sock)}, not QEMU "
+                                f"(pid {self.expected_peer})")
+        self._writers.append(writer)
+        return reader, writer
+
+    async def connect(self) -> None:
+        _, cmd_writer = await self._open(self.cmd_path)
+        evt_reader, _ = await self._open(self.evt_path)
+        self._tasks = [
+            asyncio.create_task(self._write_loop(cmd_writer), name="channel-writer"),
+            asyncio.create_task(self._read_loop(evt_reader), name="channel-reader"),
+        ]
+
+    async def close(self) -> None:
+        self._fail(ChannelClosed("the channel was closed"))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for writer in self._writers:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+        self._tasks.clear()
+        self._writers.clear()
+
+    # --- loops ------------------------------------------------------------------------------
+    async def _write_loop(self, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                writer.write(await self._outbox.get())
+                await writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self._fail(ChannelClosed(f"command port closed: {exc}"))
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        lines = LineReader(self.max_line)
+        try:
+            while data := await reader.read(_READ_SIZE):
+                for line in lines.feed(data):
+                    await self._dispatch(line)
+        except (ConnectionError, OSError) as exc:
+            self._fail(ChannelClosed(f"event port failed: {exc}"))
+            return
+        self._fail(ChannelClosed("the guest closed the event port"))
+
+    async def _dispatch(self, line: bytes | None) -> None:
+        if line is None:
+            self._protocol_error(f"a line longer than {self.max_line} bytes was dropped")
+            return
+        if not line.strip():
+            return
+        try:
+            event = p.EVENT_ADAPTER.validate_json(line)
+        except ValidationError as exc:
+            self._protocol_error(f"invalid message from the guest: {exc.errors()[0]['msg']}"
+                                 f" in {line[:120]!r}")
+            return
+        queue = self._streams.get(event.id)
+        if queue is not None:
+            await queue.put(event)  # bounded: a flood from the guest waits here
+        elif event.id == 0:
+            with contextlib.suppress(asyncio.QueueFull):
+                self.unsolicited.put_nowait(event)
+        else:
+            log.debug("dropping event for finished request %s", event.id)
+
+    def _protocol_error(self, message: str) -> None:
+        log.warning("protocol error: %s", message)
+        self.protocol_errors.append(message)
+        del self.protocol_errors[:-100]
+        with contextlib.suppress(asyncio.QueueFull):
+            self.unsolicited.put_nowait(
+                p.AgentError(id=0, error_type="ProtocolError", message=message))
+
+    def _fail(self, error: SandboxError) -> None:
+        if self._closed is None:
+            self._closed = error
+        for queue in self._streams.values():
+            # Room is made so that the consumer always learns of the end.
+            while queue.full():
+                queue.get_nowait()
+            queue.put_nowait(error)
+
+    # --- requests ---------------------------------------------------------------------------
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def send(self, request: p.BaseModel) -> None:
+        """Queues a request without waiting; fails fast when the guest is not keeping up."""
+        if self._closed is not None:
+            raise self._closed
+        try:
+            self._outbox.put_nowait(p.encode(request))
+        except asyncio.QueueFull:
+            raise ChannelBusy("the guest is not reading its command port") from None
+
+    async def stream(self, request: p.BaseModel) -> AsyncIterator[p.Event]:
+        """Sends ``request`` and yields its events; ends after the final one."""
+        request_id: int = request.id  # type: ignore[attr-defined]
+        queue: asyncio.Queue[p.Event | SandboxError] = asyncio.Queue(maxsize=EVENT_QUEUE_DEPTH)
+        self._streams[request_id] = queue
+        try:
+            self.send(request)
+            while True:
+                item = await queue.get()
+                if isinstance(item, SandboxError):
+                    raise item
+                yield item
+                if isinstance(item, p.FINAL_EVENTS):
+                    return
+        finally:
+            del self._streams[request_id]
+
+    async def request(self, request: p.BaseModel) -> p.Event:
+        """Sends ``request`` and returns its final event (others are dropped)."""
+        async for event in self.stream(request):
+            if isinstance(event, p.FINAL_EVENTS):
+                return event
+        raise ChannelClosed("no reply")  # pragma: no cover - stream always ends on a final
+
+    @property
+    def closed(self) -> SandboxError | None:
+        return self._closed

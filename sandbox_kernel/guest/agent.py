@@ -1,0 +1,297 @@
+"""The guest agent: PID 1 of the VM. Relays host requests to the worker and streams back.
+
+It owns the two virtio ports and one worker process. Output the worker writes to its
+stdout/stderr is chunked here; structured events the worker sends on its message pipe are
+checked and forwarded after any output written before them, so order is kept.
+"""
+
+import ctypes
+import fcntl
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+
+from pydantic import ValidationError
+
+from sandbox_kernel import __version__
+from sandbox_kernel import protocol as p
+from sandbox_kernel.guest.outputs import StreamChunker
+from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port
+
+USER_UID = 1000
+USER_HOME = "/home/user"
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+_F_SETPIPE_SZ = 1031
+_RNDRESEEDCRNG = 0x5207
+_PR_SET_NO_NEW_PRIVS = 38
+_RB_POWER_OFF = 0x4321FEDC
+_MAX_USER_PROCESSES = 1024
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _drop_privileges() -> None:
+    """Runs in the worker child after setuid: no way back up, and a bounded process count."""
+    _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    resource.setrlimit(resource.RLIMIT_NPROC, (_MAX_USER_PROCESSES, _MAX_USER_PROCESSES))
+
+
+def _pipe(size: int = 1 << 20) -> tuple[int, int]:
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(r, _F_SETPIPE_SZ, size)
+    except OSError:
+        pass
+    return r, w
+
+
+class Worker:
+    """One unprivileged Python process hosting the IPython shell."""
+
+    def __init__(self, agent: "Agent") -> None:
+        self.agent = agent
+        self.ready = threading.Event()
+        self.inflight: deque[int] = deque()  # ids handed to the worker, answered in order
+        self.last_id = 0
+        self._lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self.ready.clear()
+        req_r, self.req_w = _pipe()
+        self.msg_r, msg_w = _pipe()
+        self.out_r, out_w = _pipe()
+        self.err_r, err_w = _pipe()
+        env = {
+            "HOME": USER_HOME, "USER": "user", "LOGNAME": "user", "PATH": PATH,
+            "LANG": "C.UTF-8", "TERM": "xterm-256color", "PYTHONPATH": "/opt/sandbox",
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "SANDBOX_REQ_FD": str(req_r), "SANDBOX_MSG_FD": str(msg_w),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from sandbox_kernel.guest.worker import main; main()"],
+            stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, msg_w),
+            env=env, cwd=USER_HOME, user=USER_UID, group=USER_UID, extra_groups=[],
+            start_new_session=True, preexec_fn=_drop_privileges,
+        )
+        for fd in (req_r, msg_w, out_w, err_w):
+            os.close(fd)
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+
+    def submit(self, request_id: int, line: bytes) -> None:
+        with self._lock:
+            self.inflight.append(request_id)
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self.req_w, view):]
+
+    def interrupt(self) -> None:
+        if self.proc is not None and self.inflight:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def _current_id(self) -> int:
+        with self._lock:
+            if self.inflight:
+                self.last_id = self.inflight[0]
+            return self.last_id
+
+    def _pump(self, proc: "subprocess.Popen[bytes]") -> None:
+        send = self.agent.send
+        chunkers = {
+            self.out_r: StreamChunker("stdout", lambda n, t: send(
+                p.OutputChunk(id=self._current_id(), name="stdout", text=t))),
+            self.err_r: StreamChunker("stderr", lambda n, t: send(
+                p.OutputChunk(id=self._current_id(), name="stderr", text=t))),
+        }
+        open_fds = {self.msg_r, self.out_r, self.err_r}
+        pending = bytearray()
+
+        def drain_outputs() -> None:
+            for fd, chunker in chunkers.items():
+                if fd not in open_fds:
+                    continue
+                os.set_blocking(fd, False)
+                try:
+                    while data := os.read(fd, 1 << 20):
+                        chunker.feed(data)
+                except BlockingIOError:
+                    pass
+                finally:
+                    os.set_blocking(fd, True)
+                chunker.flush()
+
+        while open_fds:
+            waits = [d for c in chunkers.values() if (d := c.due_in()) is not None]
+            readable, _, _ = select.select(list(open_fds), [], [], min(waits) if waits else None)
+            for fd in readable:
+                data = os.read(fd, 1 << 20)
+                if not data:
+                    open_fds.discard(fd)
+                elif fd in chunkers:
+                    chunkers[fd].feed(data)
+                else:
+                    pending += data
+                    while (cut := pending.find(b"\n")) >= 0:
+                        line = bytes(pending[:cut])
+                        del pending[:cut + 1]
+                        drain_outputs()
+                        self._forward(line)
+            for chunker in chunkers.values():
+                if chunker.due_in() == 0.0:
+                    chunker.flush()
+        for chunker in chunkers.values():
+            chunker.flush(final=True)
+        self._died(proc)
+
+    def _forward(self, line: bytes) -> None:
+        try:
+            event = p.EVENT_ADAPTER.validate_json(line)
+        except ValidationError as exc:
+            self.agent.send(p.AgentError(id=self._current_id(), error_type="BadWorkerMessage",
+                                         message=str(exc)[:2000]))
+            return
+        if isinstance(event, p.Hello):
+            self.ready.set()
+            return
+        self.agent.send_raw(line + b"\n")
+        if isinstance(event, p.FINAL_EVENTS):
+            with self._lock:
+                if self.inflight and self.inflight[0] == event.id:
+                    self.inflight.popleft()
+
+    def _died(self, proc: "subprocess.Popen[bytes]") -> None:
+        code = proc.wait()
+        for fd in (self.msg_r, self.out_r, self.err_r, self.req_w):
+            os.close(fd)
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        with self._lock:
+            lost = list(self.inflight)
+            self.inflight.clear()
+        for request_id in lost:
+            self.agent.send(p.ExecutionComplete(
+                id=request_id, status="error", ename="WorkerDied",
+                evalue=f"The Python process running this code ended ({how}); "
+                       "a fresh one has been started and earlier variables are gone.",
+            ))
+        if not self.agent.stopping:
+            self._start()
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.stopping = False
+        self.cmd = CommandPort(find_port(p.CMD_PORT), p.MAX_LINE_BYTES)
+        self.evt = EventPort(find_port(p.EVT_PORT))
+        self.worker = Worker(self)
+
+    def send(self, event: p.BaseModel) -> None:
+        self.evt.send(p.encode(event))
+
+    def send_raw(self, line: bytes) -> None:
+        self.evt.send(line)
+
+    def hello(self) -> None:
+        self.send(p.Hello(id=0, agent_version=__version__, reconnects=self.cmd.reconnects))
+
+    def serve(self) -> None:
+        self.hello()
+        for line in self.cmd.lines(on_reconnect=self.hello):
+            if not line:
+                self.send(p.AgentError(id=0, error_type="LineTooLong",
+                                       message=f"a request exceeded {p.MAX_LINE_BYTES} bytes"))
+                continue
+            try:
+                request = p.REQUEST_ADAPTER.validate_json(line)
+            except ValidationError as exc:
+                self.send(p.AgentError(id=0, error_type="BadRequest", message=str(exc)[:2000]))
+                continue
+            try:
+                self.handle(request, line + b"\n")
+            except Exception as exc:  # the agent must outlive any one request
+                self.send(p.AgentError(id=request.id, error_type=type(exc).__name__,
+                                       message=str(exc)))
+
+    def handle(self, request: p.BaseModel, line: bytes) -> None:
+        match request:
+            case p.Ping(id=rid):
+                self.send(p.Pong(id=rid, agent_version=__version__,
+                                 worker_ready=self.worker.ready.is_set()))
+            case p.Interrupt(id=rid):
+                self.worker.interrupt()
+                self.send(p.Ack(id=rid))
+            case p.Reseed(id=rid, entropy=entropy, wall_time=wall_time):
+                self._reseed_kernel(entropy, wall_time)
+                self.worker.submit(rid, line)
+            case p.Shutdown(id=rid):
+                self.send(p.Ack(id=rid))
+                self.power_off()
+            case _:
+                self.worker.submit(request.id, line)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _reseed_kernel(entropy: bytes, wall_time: float) -> None:
+        # A restored snapshot resumes with the CRNG state and clock it was saved with.
+        with open("/dev/urandom", "wb", buffering=0) as fh:
+            fh.write(entropy)
+            fcntl.ioctl(fh.fileno(), _RNDRESEEDCRNG)
+        time.clock_settime(time.CLOCK_REALTIME, wall_time)
+
+    def power_off(self) -> None:
+        self.stopping = True
+        if self.worker.proc is not None:
+            try:
+                os.killpg(self.worker.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os.sync()
+        if os.getpid() == 1:
+            _libc.reboot(_RB_POWER_OFF)
+        sys.exit(0)
+
+
+def _reap_orphans() -> None:
+    # As PID 1 every orphan becomes ours. Peek first (WNOWAIT) so that the worker's own
+    # exit status is left for its Popen.
+    while True:
+        time.sleep(1.0)
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                break
+            worker = AGENT.worker.proc if AGENT else None
+            if info is None or (worker is not None and info.si_pid == worker.pid):
+                break
+            os.waitpid(info.si_pid, 0)
+
+
+AGENT: Agent | None = None
+
+
+def main() -> None:
+    global AGENT
+    os.environ.update(PATH=PATH, HOME="/root", LANG="C.UTF-8")
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})  # taken by sigtimedwait()
+    if os.getpid() == 1:
+        threading.Thread(target=_reap_orphans, daemon=True).start()
+    try:
+        AGENT = Agent()
+        AGENT.serve()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        if os.getpid() == 1:
+            os.sync()
+            _libc.reboot(_RB_POWER_OFF)
+        raise

@@ -1,0 +1,107 @@
+"""The agent's ends of the two virtio-serial ports, robust to the host closing and reopening."""
+
+import fcntl
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+_PORTS = "/sys/class/virtio-ports"
+_MAX_WRITE = 32 * 1024  # virtio_console takes at most this much per write()
+
+
+def find_port(name: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        for entry in os.listdir(_PORTS) if os.path.isdir(_PORTS) else []:
+            try:
+                with open(f"{_PORTS}/{entry}/name") as fh:
+                    if fh.read().strip() == name:
+                        return f"/dev/{entry}"
+            except OSError:
+                continue
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"virtio port {name!r} not found")
+        time.sleep(0.01)
+
+
+def _notify_on_change(fd: int) -> None:
+    # virtio_console raises SIGIO when the host side connects or disconnects.
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+
+
+class CommandPort:
+    """Reads host->guest lines. Call from the thread that has SIGIO blocked."""
+
+    def __init__(self, path: str, max_line: int) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.max_line = max_line
+        self.reconnects = 0
+        _notify_on_change(self.fd)
+
+    def _wait_for_host(self) -> None:
+        # With the host gone, read() gives EOF and poll() POLLHUP at once: sleep on SIGIO
+        # instead of spinning, with a timeout in case a signal was missed.
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        while True:
+            ready = poller.poll(0)
+            if ready and not ready[0][1] & select.POLLHUP:
+                self.reconnects += 1
+                return
+            signal.sigtimedwait({signal.SIGIO}, 0.5)
+
+    def lines(self, on_reconnect: Callable[[], None]) -> Iterator[bytes]:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        pending = bytearray()
+        discarding = False
+        while True:
+            events = poller.poll()
+            flags = events[0][1] if events else 0
+            try:
+                data = os.read(self.fd, 1 << 20)
+            except BlockingIOError:
+                data = None
+            if data:
+                pending += data
+                while (cut := pending.find(b"\n")) >= 0:
+                    line = bytes(pending[:cut])
+                    del pending[:cut + 1]
+                    if discarding:
+                        discarding = False
+                    elif line.strip():
+                        yield line
+                if len(pending) > self.max_line:
+                    pending.clear()
+                    discarding = True
+                    yield b""  # tells the caller a line was too long
+                continue
+            if data == b"" or flags & select.POLLHUP:
+                pending.clear()  # a half line from the old connection is worthless
+                discarding = False
+                self._wait_for_host()
+                on_reconnect()
+
+
+class EventPort:
+    """Writes guest->host lines from any thread, whole lines at a time."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY)
+        self._lock = threading.Lock()
+        _notify_on_change(self.fd)
+
+    def send(self, line: bytes) -> None:
+        view = memoryview(line)
+        with self._lock:
+            while view:
+                try:
+                    n = os.write(self.fd, view[:_MAX_WRITE])
+                except InterruptedError:
+                    continue
+                view = view[n:]
+

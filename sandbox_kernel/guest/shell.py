@@ -1,0 +1,111 @@
+"""IPython's InteractiveShell, publishing through the worker's channel instead of a terminal."""
+
+import base64
+import sys
+from typing import Any, Protocol
+
+from IPython.core import page, payloadpage
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets import Any as AnyTrait
+from traitlets import Type
+
+from sandbox_kernel import protocol as p
+
+
+class Channel(Protocol):
+    current_id: int
+
+    def send(self, event: p.BaseModel) -> None: ...
+
+
+def jsonable(value: Any, mime: str = "") -> Any:
+    """What ipykernel's json_clean does for MIME bundles: binary images become base64."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, str(k) if not mime else mime) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, mime) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if mime.startswith("image/") and not mime.startswith("image/svg"):
+            return base64.b64encode(raw).decode("ascii")
+        return raw.decode("utf-8", "replace")
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+class ChannelDisplayHook(DisplayHook):
+    """Sends what IPython would print as ``Out[n]`` as an ``execute_result``."""
+
+    channel = AnyTrait()
+
+    def start_displayhook(self) -> None:
+        self._data: dict[str, Any] = {}
+        self._metadata: dict[str, Any] = {}
+
+    def write_output_prompt(self) -> None:
+        pass
+
+    def write_format_data(self, format_dict: dict[str, Any], md_dict: Any = None) -> None:
+        self._data = format_dict
+        self._metadata = md_dict or {}
+
+    def finish_displayhook(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if self._data:
+            self.channel.send(p.ExecuteResult(
+                id=self.channel.current_id, execution_count=self.prompt_count,
+                data=jsonable(self._data), metadata=jsonable(self._metadata),
+            ))
+
+
+class ChannelDisplayPublisher(DisplayPublisher):
+    channel = AnyTrait()
+
+    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None,
+                source: Any = None, *, transient: dict[str, Any] | None = None,
+                update: bool = False, **kwargs: Any) -> None:
+        self.channel.send(p.DisplayData(
+            id=self.channel.current_id, data=jsonable(data), metadata=jsonable(metadata or {}),
+            transient=jsonable(transient or {}), update=update,
+        ))
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.channel.send(p.ClearOutput(id=self.channel.current_id, wait=wait))
+
+
+class SandboxShell(InteractiveShell):
+    displayhook_class = Type(ChannelDisplayHook)
+    display_pub_class = Type(ChannelDisplayPublisher)
+
+    def __init__(self, channel: Channel, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.displayhook.channel = channel
+        self.display_pub.channel = channel
+        self.last_error: tuple[str, str, list[str]] | None = None
+        # The pager (``obj?``) becomes a payload, as in ipykernel.
+        self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
+
+    def init_io(self) -> None:
+        pass  # the worker has already put channel-backed streams on sys.stdout/stderr
+
+    def enable_gui(self, gui: Any = None) -> None:
+        raise NotImplementedError("GUI event loops cannot run inside the sandbox VM")
+
+    def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
+        self.last_error = (etype.__name__, str(evalue), stb)
+
+    def set_next_input(self, text: str, replace: bool = False) -> None:
+        self.payload_manager.write_payload(
+            {"source": "set_next_input", "text": text, "replace": replace})
+
+    def ask_exit(self) -> None:
+        self.payload_manager.write_payload({"source": "ask_exit", "keepkernel": False})
+
+    def system_raw(self, cmd: str) -> None:
+        sys.stdout.flush()  # keep Python's buffered output ahead of the command's
+        sys.stderr.flush()
+        super().system_raw(cmd)

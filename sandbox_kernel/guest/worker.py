@@ -1,0 +1,288 @@
+"""The worker: an unprivileged process that runs cells in a persistent IPython shell."""
+
+import builtins
+import getpass
+import io
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from sandbox_kernel import __version__
+from sandbox_kernel import protocol as p
+
+_FLUSH_AFTER_S = 0.05
+_FLUSH_BYTES = 64 * 1024
+
+
+class PipeStream(io.TextIOBase):
+    """sys.stdout/err: writes are buffered here and flushed by size, by timer or on demand."""
+
+    def __init__(self, fd: int, name: str) -> None:
+        self._fd = fd
+        self._name = name
+        self._parts: list[str] = []
+        self._size = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        threading.Thread(target=self._flush_soon, daemon=True).start()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self._parts.append(text)
+            self._size += len(text)
+            big = self._size >= _FLUSH_BYTES
+        if big:
+            self.flush()
+        else:
+            self._wake.set()
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._parts:
+                return
+            data = "".join(self._parts).encode("utf-8", "surrogateescape")
+            self._parts.clear()
+            self._size = 0
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+
+    def _flush_soon(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(_FLUSH_AFTER_S)
+            self._wake.clear()
+            self.flush()
+
+
+class WorkerChannel:
+    """Requests in on one pipe, events out on another; events follow any pending output."""
+
+    def __init__(self, req_fd: int, msg_fd: int) -> None:
+        self._requests = os.fdopen(req_fd, "rb", buffering=1 << 16)
+        self._msg_fd = msg_fd
+        self._lock = threading.Lock()
+        self.current_id = 0
+        self.deferred: deque[Any] = deque()
+
+    def send(self, event: BaseModel) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        line = p.encode(event)
+        # An interrupt must not cut a line in half.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            with self._lock:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(self._msg_fd, view):]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def receive(self) -> Any:
+        if self.deferred:
+            return self.deferred.popleft()
+        while True:
+            line = self._requests.readline()
+            if not line:
+                raise EOFError
+            try:
+                return p.REQUEST_ADAPTER.validate_json(line)
+            except ValidationError:
+                continue  # the agent validated it already; nothing sensible to answer
+
+
+class Worker:
+    def __init__(self, channel: WorkerChannel) -> None:
+        from sandbox_kernel.guest.comms import install_comm_manager
+        from sandbox_kernel.guest.shell import SandboxShell
+
+        self.channel = channel
+        self.executing = False
+        self.allow_stdin = False
+        from traitlets.config import Config
+
+        config = Config()
+        config.HistoryManager.hist_file = ":memory:"  # no sqlite file I/O per cell
+        self.shell = SandboxShell.instance(channel=channel, config=config)
+        self.comms = install_comm_manager(channel)
+        builtins.input = self._input
+        getpass.getpass = self._getpass
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.executing:
+            raise KeyboardInterrupt
+
+    # --- stdin ----------------------------------------------------------------------------
+    def _ask(self, prompt: str, password: bool) -> str:
+        if not self.allow_stdin:
+            from IPython.core.error import StdinNotImplementedError
+
+            raise StdinNotImplementedError(
+                "raw_input was called, but this frontend does not support input requests.")
+        self.channel.send(p.InputRequest(id=self.channel.current_id, prompt=str(prompt),
+                                         password=password))
+        while True:
+            request = self.channel.receive()
+            if isinstance(request, p.InputReply) and request.id == self.channel.current_id:
+                return request.value
+            self.channel.deferred.append(request)
+
+    def _input(self, prompt: object = "") -> str:
+        return self._ask(str(prompt), False)
+
+    def _getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
+        return self._ask(prompt, True)
+
+    # --- requests -------------------------------------------------------------------------
+    def serve(self) -> None:
+        self.channel.send(p.Hello(id=0, agent_version=__version__))
+        while True:
+            try:
+                request = self.channel.receive()
+            except EOFError:
+                return
+            except KeyboardInterrupt:
+                continue
+            self.channel.current_id = request.id
+            handler = getattr(self, f"on_{request.type}", None)
+            try:
+                reply = handler(request) if handler else p.AgentError(
+                    id=request.id, error_type="Unsupported", message=request.type)
+            except KeyboardInterrupt:
+                reply = p.AgentError(id=request.id, error_type="KeyboardInterrupt", message="")
+            except Exception as exc:
+                reply = p.AgentError(id=request.id, error_type=type(exc).__name__,
+                                     message=str(exc)[:4000])
+            self.channel.send(reply)
+
+    def on_execute(self, req: p.Execute) -> p.ExecutionComplete:
+        shell = self.shell
+        shell.last_error = None
+        self.allow_stdin = req.allow_stdin
+        started = time.perf_counter()
+        self.executing = True
+        try:
+            result = shell.run_cell(req.code, store_history=req.store_history, silent=req.silent)
+        except KeyboardInterrupt:
+            result = None
+            shell.last_error = ("KeyboardInterrupt", "", [])
+        finally:
+            self.executing = False
+        payload = shell.payload_manager.read_payload()
+        shell.payload_manager.clear_payload()
+        count = shell.execution_count - 1
+        ok = result is not None and result.success
+        if ok:
+            return p.ExecutionComplete(
+                id=req.id, status="ok", execution_count=count, payload=payload,
+                user_expressions=shell.user_expressions(req.user_expressions),
+                duration_s=time.perf_counter() - started)
+        ename, evalue, tb = shell.last_error or ("UnknownError", "", [])
+        return p.ExecutionComplete(
+            id=req.id, status="error", execution_count=count, ename=ename, evalue=evalue,
+            traceback=tb, payload=payload, duration_s=time.perf_counter() - started)
+
+    def on_complete(self, req: p.Complete) -> p.CompleteReply:
+        from IPython.core.completer import provisionalcompleter, rectify_completions
+
+        with provisionalcompleter():
+            raw = self.shell.Completer.completions(req.code, req.cursor_pos)
+            found = list(rectify_completions(req.code, raw))
+        start = found[0].start if found else req.cursor_pos
+        end = found[0].end if found else req.cursor_pos
+        types = [{"start": c.start, "end": c.end, "text": c.text, "type": c.type,
+                  "signature": c.signature} for c in found]
+        return p.CompleteReply(id=req.id, matches=[c.text for c in found], cursor_start=start,
+                               cursor_end=end, metadata={"_jupyter_types_experimental": types})
+
+    def on_inspect(self, req: p.Inspect) -> p.InspectReply:
+        from IPython.utils.tokenutil import token_at_cursor
+
+        name = token_at_cursor(req.code, req.cursor_pos)
+        try:
+            bundle = self.shell.object_inspect_mime(name, detail_level=req.detail_level)
+        except KeyError:
+            return p.InspectReply(id=req.id, found=False)
+        if not self.shell.enable_html_pager:
+            bundle.pop("text/html", None)
+        from sandbox_kernel.guest.shell import jsonable
+
+        return p.InspectReply(id=req.id, found=True, data=jsonable(bundle))
+
+    def on_is_complete(self, req: p.IsComplete) -> p.IsCompleteReply:
+        status, indent = self.shell.input_transformer_manager.check_complete(req.code)
+        return p.IsCompleteReply(id=req.id, status=status,
+                                 indent=" " * (indent or 0) if status == "incomplete" else "")
+
+    def on_history(self, req: p.History) -> p.HistoryReply:
+        hm = self.shell.history_manager
+        if req.hist_access_type == "tail":
+            rows = hm.get_tail(req.n or 10, raw=req.raw, output=req.output, include_latest=True)
+        elif req.hist_access_type == "range":
+            rows = hm.get_range(req.session, req.start, req.stop, raw=req.raw, output=req.output)
+        else:
+            rows = hm.search(req.pattern, raw=req.raw, output=req.output, n=req.n,
+                             unique=req.unique)
+        return p.HistoryReply(id=req.id, history=list(rows))
+
+    def on_comm_open(self, req: p.CommOpen) -> p.Ack:
+        self.comms.from_host("comm_open", req)
+        return p.Ack(id=req.id)
+
+    def on_comm_msg(self, req: p.CommMsg) -> p.Ack:
+        self.comms.from_host("comm_msg", req)
+        return p.Ack(id=req.id)
+
+    def on_comm_close(self, req: p.CommClose) -> p.Ack:
+        self.comms.from_host("comm_close", req)
+        return p.Ack(id=req.id)
+
+    def on_comm_info(self, req: p.CommInfo) -> p.CommInfoReply:
+        return p.CommInfoReply(id=req.id, comms=self.comms.info(req.target_name))
+
+    def on_reseed(self, req: p.Reseed) -> p.Ack:
+        # The agent has reseeded the kernel; Python's generators were copied with the snapshot.
+        random.seed()
+        numpy = sys.modules.get("numpy")
+        if numpy is not None:
+            numpy.random.seed()
+        return p.Ack(id=req.id)
+
+
+def main() -> None:
+    channel = WorkerChannel(int(os.environ.pop("SANDBOX_REQ_FD")),
+                            int(os.environ.pop("SANDBOX_MSG_FD")))
+    sys.stdout = PipeStream(1, "<stdout>")
+    sys.stderr = PipeStream(2, "<stderr>")
+    sys.path.insert(0, "")  # like ipykernel: the working directory's modules are importable
+    os.environ.pop("PYTHONPATH", None)
+    Worker(channel).serve()

@@ -1,0 +1,1 @@
+"""Builds the guest: kernel, initramfs and read-only root filesystem, cached by recipe hash."""

@@ -1,0 +1,59 @@
+"""The initramfs: busybox, the virtio modules in load order, /init and the guest agent's code."""
+
+import hashlib
+import importlib.util
+import shutil
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+
+import sandbox_kernel
+from sandbox_kernel.image.cpio import write_archive
+
+_PACKAGE_ROOT = Path(sandbox_kernel.__file__).parent
+# What the guest needs of this package: the shared protocol and the guest side.
+GUEST_SOURCES = ("__init__.py", "protocol.py", "guest/__init__.py", "guest/agent.py",
+                 "guest/ports.py", "guest/worker.py", "guest/shell.py", "guest/outputs.py",
+                 "guest/comms.py")
+
+
+def _init_script() -> bytes:
+    return files("sandbox_kernel.guest").joinpath("init").read_bytes()
+
+
+def agent_digest() -> str:
+    h = hashlib.sha256(_init_script())
+    for rel in GUEST_SOURCES:
+        h.update(rel.encode() + b"\0" + (_PACKAGE_ROOT / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build(out: Path, busybox: Path, modules: list[Path], guest_magic: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp)
+        for sub in ("bin", "dev", "proc", "sys", "newroot", "lib/modules"):
+            (tree / sub).mkdir(parents=True)
+        shutil.copy(busybox, tree / "bin/busybox")
+        for ko in modules:
+            shutil.copy(ko, tree / "lib/modules" / ko.name)
+        (tree / "modules.order").write_text("\n".join(ko.name for ko in modules) + "\n")
+        init = tree / "init"
+        init.write_bytes(_init_script())
+        init.chmod(0o755)
+        for rel in GUEST_SOURCES:
+            dest = tree / "sandbox/sandbox_kernel" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(_PACKAGE_ROOT / rel, dest)
+            # Pre-compile when the host's bytecode is the guest's; otherwise the guest compiles.
+            if importlib.util.MAGIC_NUMBER == guest_magic:
+                import py_compile
+
+                py_compile.compile(
+                    str(dest), cfile=importlib.util.cache_from_source(str(dest)),
+                    dfile=f"/opt/sandbox/sandbox_kernel/{rel}", doraise=True,
+                    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+                )
+        part = out.with_suffix(".part")
+        with part.open("wb") as fh:
+            write_archive(tree, fh)
+        part.replace(out)

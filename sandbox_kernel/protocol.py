@@ -1,0 +1,266 @@
+"""Messages between host and guest agent: one JSON object per line, a pydantic model each.
+
+The guest agent imports this same module (it is copied into the initramfs), so the two sides
+cannot drift apart. Every request carries an ``id``; every event echoes the id of the request
+it answers (0 for unsolicited events such as ``hello``).
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = 1
+MAX_LINE_BYTES = 16 * 2**20
+CMD_PORT = "org.sandbox.cmd"
+EVT_PORT = "org.sandbox.evt"
+
+JSONDict = dict[str, Any]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: int = Field(ge=0)
+
+
+# --- requests: host -> guest ---------------------------------------------------------------
+
+class Ping(_Message):
+    type: Literal["ping"] = "ping"
+
+
+class Execute(_Message):
+    type: Literal["execute"] = "execute"
+    code: str
+    silent: bool = False
+    store_history: bool = True
+    user_expressions: dict[str, str] = {}
+    allow_stdin: bool = False
+
+
+class Interrupt(_Message):
+    """Interrupts whatever the worker runs now; harmless when it is idle."""
+
+    type: Literal["interrupt"] = "interrupt"
+
+
+class InputReply(_Message):
+    """Answers the ``input_request`` of execute request ``id``."""
+
+    type: Literal["input_reply"] = "input_reply"
+    value: str
+
+
+class Complete(_Message):
+    type: Literal["complete"] = "complete"
+    code: str
+    cursor_pos: int = Field(ge=0)
+
+
+class Inspect(_Message):
+    type: Literal["inspect"] = "inspect"
+    code: str
+    cursor_pos: int = Field(ge=0)
+    detail_level: Literal[0, 1] = 0
+
+
+class IsComplete(_Message):
+    type: Literal["is_complete"] = "is_complete"
+    code: str
+
+
+class History(_Message):
+    type: Literal["history"] = "history"
+    hist_access_type: Literal["tail", "range", "search"]
+    output: bool = False
+    raw: bool = True
+    session: int = 0
+    start: int = 0
+    stop: int | None = None
+    n: int | None = None
+    pattern: str = "*"
+    unique: bool = False
+
+
+class CommOpen(_Message):
+    type: Literal["comm_open"] = "comm_open"
+    comm_id: str
+    target_name: str
+    data: JSONDict = {}
+    metadata: JSONDict = {}
+    buffers: list[Base64Bytes] = []
+
+
+class CommMsg(_Message):
+    type: Literal["comm_msg"] = "comm_msg"
+    comm_id: str
+    data: JSONDict = {}
+    metadata: JSONDict = {}
+    buffers: list[Base64Bytes] = []
+
+
+class CommClose(_Message):
+    type: Literal["comm_close"] = "comm_close"
+    comm_id: str
+    data: JSONDict = {}
+    metadata: JSONDict = {}
+
+
+class CommInfo(_Message):
+    type: Literal["comm_info"] = "comm_info"
+    target_name: str | None = None
+
+
+class Reseed(_Message):
+    """Sent after a snapshot restore: fresh entropy and the host's wall clock."""
+
+    type: Literal["reseed"] = "reseed"
+    entropy: Base64Bytes
+    wall_time: float
+
+
+class Shutdown(_Message):
+    type: Literal["shutdown"] = "shutdown"
+
+
+Request = Annotated[
+    Ping | Execute | Interrupt | InputReply | Complete | Inspect | IsComplete | History
+    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Shutdown,
+    Field(discriminator="type"),
+]
+
+# --- events: guest -> host -----------------------------------------------------------------
+
+class Hello(_Message):
+    """Said by the agent when it starts and whenever the host (re)connects."""
+
+    type: Literal["hello"] = "hello"
+    agent_version: str
+    reconnects: int = 0
+
+
+class Pong(_Message):
+    type: Literal["pong"] = "pong"
+    agent_version: str
+    protocol: int = PROTOCOL_VERSION
+    worker_ready: bool = False
+
+
+class OutputChunk(_Message):
+    type: Literal["output"] = "output"
+    name: Literal["stdout", "stderr"]
+    text: str
+
+
+class DisplayData(_Message):
+    type: Literal["display_data"] = "display_data"
+    data: JSONDict
+    metadata: JSONDict = {}
+    transient: JSONDict = {}
+    update: bool = False
+
+
+class ExecuteResult(_Message):
+    type: Literal["execute_result"] = "execute_result"
+    execution_count: int
+    data: JSONDict
+    metadata: JSONDict = {}
+
+
+class ClearOutput(_Message):
+    type: Literal["clear_output"] = "clear_output"
+    wait: bool = False
+
+
+class InputRequest(_Message):
+    type: Literal["input_request"] = "input_request"
+    prompt: str
+    password: bool = False
+
+
+class CommEvent(_Message):
+    """A comm message that guest code sends (widgets)."""
+
+    type: Literal["comm"] = "comm"
+    kind: Literal["comm_open", "comm_msg", "comm_close"]
+    comm_id: str
+    target_name: str | None = None
+    target_module: str | None = None
+    data: JSONDict = {}
+    metadata: JSONDict = {}
+    buffers: list[Base64Bytes] = []
+
+
+class ExecutionComplete(_Message):
+    type: Literal["complete"] = "complete"
+    status: Literal["ok", "error", "aborted"]
+    execution_count: int = 0
+    ename: str = ""
+    evalue: str = ""
+    traceback: list[str] = []
+    user_expressions: JSONDict = {}
+    payload: list[JSONDict] = []
+    duration_s: float = 0.0
+
+
+class CompleteReply(_Message):
+    type: Literal["complete_reply"] = "complete_reply"
+    matches: list[str]
+    cursor_start: int
+    cursor_end: int
+    metadata: JSONDict = {}
+
+
+class InspectReply(_Message):
+    type: Literal["inspect_reply"] = "inspect_reply"
+    found: bool
+    data: JSONDict = {}
+    metadata: JSONDict = {}
+
+
+class IsCompleteReply(_Message):
+    type: Literal["is_complete_reply"] = "is_complete_reply"
+    status: Literal["complete", "incomplete", "invalid", "unknown"]
+    indent: str = ""
+
+
+class HistoryReply(_Message):
+    type: Literal["history_reply"] = "history_reply"
+    history: list[tuple[int, int, str | tuple[str, str | None]]]
+
+
+class CommInfoReply(_Message):
+    type: Literal["comm_info_reply"] = "comm_info_reply"
+    comms: dict[str, dict[str, str]]
+
+
+class Ack(_Message):
+    """Ends a request that has no answer of its own (interrupt, comm, reseed, shutdown)."""
+
+    type: Literal["ack"] = "ack"
+
+
+class AgentError(_Message):
+    """The agent could not serve request ``id`` (or, with id 0, a line it could not read)."""
+
+    type: Literal["agent_error"] = "agent_error"
+    error_type: str
+    message: str
+
+
+Event = Annotated[
+    Hello | Pong | OutputChunk | DisplayData | ExecuteResult | ClearOutput | InputRequest
+    | CommEvent | ExecutionComplete | CompleteReply | InspectReply | IsCompleteReply
+    | HistoryReply | CommInfoReply | Ack | AgentError,
+    Field(discriminator="type"),
+]
+
+# Events that end the stream of the request they answer.
+FINAL_EVENTS = (Pong, ExecutionComplete, CompleteReply, InspectReply, IsCompleteReply,
+                HistoryReply, CommInfoReply, Ack, AgentError)
+
+REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def encode(message: BaseModel) -> bytes:
+    return message.model_dump_json().encode() + b"\n"

@@ -1,0 +1,39 @@
+"""VM settings. Environment variables override the defaults (handy for CI and the CLI)."""
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+Accel = Literal["auto", "kvm", "tcg"]
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() not in ("0", "false", "no", "off")
+
+
+@dataclass
+class VMConfig:
+    image: str = "default"
+    memory_mb: int = 1024
+    cpus: int = 1
+    accel: Accel = field(
+        default_factory=lambda: os.environ.get("SANDBOX_KERNEL_ACCEL", "auto"))  # type: ignore
+    snapshots: bool = field(default_factory=lambda: _env_bool("SANDBOX_KERNEL_SNAPSHOTS", True))
+    qemu_binary: str = "qemu-system-x86_64"
+    tmp_size: str = "256m"
+    home_size: str = "256m"
+    # One deadline per boot attempt, and a retry: about one TCG boot in 30 hangs.
+    boot_timeout_s: float = 60.0
+    boot_attempts: int = 2
+
+    def __post_init__(self) -> None:
+        if self.accel not in ("auto", "kvm", "tcg"):
+            raise ValueError(f"accel must be auto, kvm or tcg, not {self.accel!r}")
+        if self.memory_mb < 256 or self.cpus < 1:
+            raise ValueError("a VM needs at least 256 MB of memory and one vCPU")
+
+    def machine_key(self) -> dict[str, object]:
+        """What a memory snapshot depends on."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name in ("image", "memory_mb", "cpus", "tmp_size", "home_size")}

@@ -1,0 +1,83 @@
+"""QEMU command lines for the sandbox microvm."""
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from sandbox_kernel import protocol as p
+from sandbox_kernel.errors import QemuNotFound
+from sandbox_kernel.image.store import ImagePaths
+from sandbox_kernel.vm.config import VMConfig
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The VM's private directory (mode 0700): sockets, console log, QEMU's stderr."""
+
+    path: Path
+
+    @property
+    def cmd_socket(self) -> Path:
+        return self.path / "cmd.sock"
+
+    @property
+    def evt_socket(self) -> Path:
+        return self.path / "evt.sock"
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.path / "qmp.sock"
+
+    @property
+    def console_log(self) -> Path:
+        return self.path / "console.log"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.path / "qemu.log"
+
+
+def qemu_path(binary: str) -> str:
+    found = shutil.which(binary)
+    if found is None:
+        raise QemuNotFound(binary)
+    return found
+
+
+@cache
+def qemu_version(binary: str) -> str:
+    out = subprocess.run([qemu_path(binary), "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    return out.splitlines()[0].removeprefix("QEMU emulator version ").strip()
+
+
+def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
+                 incoming: str | None = None) -> list[str]:
+    # Under TCG, microvm's pic/pit/rtc must stay on: turning them off hangs the guest.
+    machine = f"microvm,accel={accel},acpi=on,isa-serial=on"
+    cpu = "host" if accel == "kvm" else "max"
+    append = " ".join([
+        "console=ttyS0", "quiet", "loglevel=4", "panic=-1", "reboot=t", "random.trust_cpu=on",
+        f"sandbox.tmpsize={config.tmp_size}", f"sandbox.homesize={config.home_size}",
+    ])
+    cmd = [
+        qemu_path(config.qemu_binary),
+        "-M", machine, "-cpu", cpu, "-m", str(config.memory_mb), "-smp", str(config.cpus),
+        "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-nic", "none",
+        "-kernel", str(image.kernel), "-initrd", str(image.initramfs()), "-append", append,
+        "-serial", f"file:{run.console_log}",
+        "-drive", f"if=none,id=root,file={image.rootfs},format=raw,readonly=on",
+        "-device", "virtio-blk-device,drive=root",
+        "-device", "virtio-rng-device",
+        "-device", "virtio-serial-device,id=vs",
+        "-chardev", f"socket,id=cmd,path={run.cmd_socket},server=on,wait=off",
+        "-device", f"virtserialport,bus=vs.0,chardev=cmd,name={p.CMD_PORT}",
+        "-chardev", f"socket,id=evt,path={run.evt_socket},server=on,wait=off",
+        "-device", f"virtserialport,bus=vs.0,chardev=evt,name={p.EVT_PORT}",
+        "-qmp", f"unix:{run.qmp_socket},server=on,wait=off",
+    ]
+    if incoming is not None:
+        cmd += ["-incoming", incoming]
+    return cmd
