@@ -185,7 +185,7 @@ class DualPortChannel:
     def next_id(self) -> int:
         return next(self._ids)
 
-    def send(self, request: p.BaseModel) -> None:
+    def send(self, request: p.Message) -> None:
         """Queues a request without waiting; fails fast when the guest is not keeping up."""
         if self._closed is not None:
             raise self._closed
@@ -194,9 +194,9 @@ class DualPortChannel:
         except asyncio.QueueFull:
             raise ChannelBusy("the guest is not reading its command port") from None
 
-    async def stream(self, request: p.BaseModel) -> AsyncIterator[p.Event]:
+    async def stream(self, request: p.Message) -> AsyncIterator[p.Event]:
         """Sends ``request`` and yields its events; ends after the final one."""
-        request_id: int = request.id  # type: ignore[attr-defined]
+        request_id = request.id
         queue: asyncio.Queue[p.Event | SandboxError] = asyncio.Queue(maxsize=EVENT_QUEUE_DEPTH)
         self._streams[request_id] = queue
         try:
@@ -211,7 +211,7 @@ class DualPortChannel:
         finally:
             del self._streams[request_id]
 
-    async def request(self, request: p.BaseModel) -> p.Event:
+    async def request(self, request: p.Message) -> p.Event:
         """Sends ``request`` and returns its final event (others are dropped)."""
         async for event in self.stream(request):
             if isinstance(event, p.FINAL_EVENTS):

@@ -5,9 +5,17 @@ cannot drift apart. Every request carries an ``id``; every event echoes the id o
 it answers (0 for unsolicited events such as ``hello``).
 """
 
+import base64
 from typing import Annotated, Any, Literal
 
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+)
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 16 * 2**20
@@ -17,18 +25,32 @@ EVT_PORT = "org.sandbox.evt"
 JSONDict = dict[str, Any]
 
 
-class _Message(BaseModel):
+def _from_base64(value: Any) -> Any:
+    return base64.b64decode(value, validate=True) if isinstance(value, str) else value
+
+
+# Raw bytes in Python, base64 text on the wire (comm buffers, entropy).
+Base64Bytes = Annotated[
+    bytes,
+    BeforeValidator(_from_base64),
+    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str),
+]
+
+
+class Message(BaseModel):
+    """Base of every request and event."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: int = Field(ge=0)
 
 
 # --- requests: host -> guest ---------------------------------------------------------------
 
-class Ping(_Message):
+class Ping(Message):
     type: Literal["ping"] = "ping"
 
 
-class Execute(_Message):
+class Execute(Message):
     type: Literal["execute"] = "execute"
     code: str
     silent: bool = False
@@ -37,38 +59,38 @@ class Execute(_Message):
     allow_stdin: bool = False
 
 
-class Interrupt(_Message):
+class Interrupt(Message):
     """Interrupts whatever the worker runs now; harmless when it is idle."""
 
     type: Literal["interrupt"] = "interrupt"
 
 
-class InputReply(_Message):
+class InputReply(Message):
     """Answers the ``input_request`` of execute request ``id``."""
 
     type: Literal["input_reply"] = "input_reply"
     value: str
 
 
-class Complete(_Message):
+class Complete(Message):
     type: Literal["complete"] = "complete"
     code: str
     cursor_pos: int = Field(ge=0)
 
 
-class Inspect(_Message):
+class Inspect(Message):
     type: Literal["inspect"] = "inspect"
     code: str
     cursor_pos: int = Field(ge=0)
     detail_level: Literal[0, 1] = 0
 
 
-class IsComplete(_Message):
+class IsComplete(Message):
     type: Literal["is_complete"] = "is_complete"
     code: str
 
 
-class History(_Message):
+class History(Message):
     type: Literal["history"] = "history"
     hist_access_type: Literal["tail", "range", "search"]
     output: bool = False
@@ -81,7 +103,7 @@ class History(_Message):
     unique: bool = False
 
 
-class CommOpen(_Message):
+class CommOpen(Message):
     type: Literal["comm_open"] = "comm_open"
     comm_id: str
     target_name: str
@@ -90,7 +112,7 @@ class CommOpen(_Message):
     buffers: list[Base64Bytes] = []
 
 
-class CommMsg(_Message):
+class CommMsg(Message):
     type: Literal["comm_msg"] = "comm_msg"
     comm_id: str
     data: JSONDict = {}
@@ -98,19 +120,19 @@ class CommMsg(_Message):
     buffers: list[Base64Bytes] = []
 
 
-class CommClose(_Message):
+class CommClose(Message):
     type: Literal["comm_close"] = "comm_close"
     comm_id: str
     data: JSONDict = {}
     metadata: JSONDict = {}
 
 
-class CommInfo(_Message):
+class CommInfo(Message):
     type: Literal["comm_info"] = "comm_info"
     target_name: str | None = None
 
 
-class Reseed(_Message):
+class Reseed(Message):
     """Sent after a snapshot restore: fresh entropy and the host's wall clock."""
 
     type: Literal["reseed"] = "reseed"
@@ -118,7 +140,7 @@ class Reseed(_Message):
     wall_time: float
 
 
-class Shutdown(_Message):
+class Shutdown(Message):
     type: Literal["shutdown"] = "shutdown"
 
 
@@ -130,7 +152,7 @@ Request = Annotated[
 
 # --- events: guest -> host -----------------------------------------------------------------
 
-class Hello(_Message):
+class Hello(Message):
     """Said by the agent when it starts and whenever the host (re)connects."""
 
     type: Literal["hello"] = "hello"
@@ -138,20 +160,20 @@ class Hello(_Message):
     reconnects: int = 0
 
 
-class Pong(_Message):
+class Pong(Message):
     type: Literal["pong"] = "pong"
     agent_version: str
     protocol: int = PROTOCOL_VERSION
     worker_ready: bool = False
 
 
-class OutputChunk(_Message):
+class OutputChunk(Message):
     type: Literal["output"] = "output"
     name: Literal["stdout", "stderr"]
     text: str
 
 
-class DisplayData(_Message):
+class DisplayData(Message):
     type: Literal["display_data"] = "display_data"
     data: JSONDict
     metadata: JSONDict = {}
@@ -159,25 +181,25 @@ class DisplayData(_Message):
     update: bool = False
 
 
-class ExecuteResult(_Message):
+class ExecuteResult(Message):
     type: Literal["execute_result"] = "execute_result"
     execution_count: int
     data: JSONDict
     metadata: JSONDict = {}
 
 
-class ClearOutput(_Message):
+class ClearOutput(Message):
     type: Literal["clear_output"] = "clear_output"
     wait: bool = False
 
 
-class InputRequest(_Message):
+class InputRequest(Message):
     type: Literal["input_request"] = "input_request"
     prompt: str
     password: bool = False
 
 
-class CommEvent(_Message):
+class CommEvent(Message):
     """A comm message that guest code sends (widgets)."""
 
     type: Literal["comm"] = "comm"
@@ -190,7 +212,7 @@ class CommEvent(_Message):
     buffers: list[Base64Bytes] = []
 
 
-class ExecutionComplete(_Message):
+class ExecutionComplete(Message):
     type: Literal["complete"] = "complete"
     status: Literal["ok", "error", "aborted"]
     execution_count: int = 0
@@ -202,7 +224,7 @@ class ExecutionComplete(_Message):
     duration_s: float = 0.0
 
 
-class CompleteReply(_Message):
+class CompleteReply(Message):
     type: Literal["complete_reply"] = "complete_reply"
     matches: list[str]
     cursor_start: int
@@ -210,36 +232,36 @@ class CompleteReply(_Message):
     metadata: JSONDict = {}
 
 
-class InspectReply(_Message):
+class InspectReply(Message):
     type: Literal["inspect_reply"] = "inspect_reply"
     found: bool
     data: JSONDict = {}
     metadata: JSONDict = {}
 
 
-class IsCompleteReply(_Message):
+class IsCompleteReply(Message):
     type: Literal["is_complete_reply"] = "is_complete_reply"
     status: Literal["complete", "incomplete", "invalid", "unknown"]
     indent: str = ""
 
 
-class HistoryReply(_Message):
+class HistoryReply(Message):
     type: Literal["history_reply"] = "history_reply"
     history: list[tuple[int, int, str | tuple[str, str | None]]]
 
 
-class CommInfoReply(_Message):
+class CommInfoReply(Message):
     type: Literal["comm_info_reply"] = "comm_info_reply"
     comms: dict[str, dict[str, str]]
 
 
-class Ack(_Message):
+class Ack(Message):
     """Ends a request that has no answer of its own (interrupt, comm, reseed, shutdown)."""
 
     type: Literal["ack"] = "ack"
 
 
-class AgentError(_Message):
+class AgentError(Message):
     """The agent could not serve request ``id`` (or, with id 0, a line it could not read)."""
 
     type: Literal["agent_error"] = "agent_error"

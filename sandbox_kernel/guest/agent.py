@@ -60,6 +60,7 @@ class Worker:
         self.inflight: deque[int] = deque()  # ids handed to the worker, answered in order
         self.last_id = 0
         self._lock = threading.Lock()
+        self._swap = threading.Lock()  # held while the worker's pipes are replaced
         self.proc: subprocess.Popen[bytes] | None = None
         self._start()
 
@@ -86,11 +87,15 @@ class Worker:
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
     def submit(self, request_id: int, line: bytes) -> None:
-        with self._lock:
-            self.inflight.append(request_id)
-        view = memoryview(line)
-        while view:
-            view = view[os.write(self.req_w, view):]
+        with self._swap:
+            with self._lock:
+                self.inflight.append(request_id)
+            view = memoryview(line)
+            try:
+                while view:
+                    view = view[os.write(self.req_w, view):]
+            except BrokenPipeError:
+                pass  # the worker is dying; _died() reports this request with the others
 
     def interrupt(self) -> None:
         if self.proc is not None and self.inflight:
@@ -171,20 +176,21 @@ class Worker:
 
     def _died(self, proc: "subprocess.Popen[bytes]") -> None:
         code = proc.wait()
-        for fd in (self.msg_r, self.out_r, self.err_r, self.req_w):
-            os.close(fd)
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        with self._lock:
-            lost = list(self.inflight)
-            self.inflight.clear()
+        with self._swap:
+            for fd in (self.msg_r, self.out_r, self.err_r, self.req_w):
+                os.close(fd)
+            with self._lock:
+                lost = list(self.inflight)
+                self.inflight.clear()
+            if not self.agent.stopping:
+                self._start()  # before reporting, so that the next request finds it
         for request_id in lost:
             self.agent.send(p.ExecutionComplete(
                 id=request_id, status="error", ename="WorkerDied",
                 evalue=f"The Python process running this code ended ({how}); "
                        "a fresh one has been started and earlier variables are gone.",
             ))
-        if not self.agent.stopping:
-            self._start()
 
 
 class Agent:
@@ -194,7 +200,7 @@ class Agent:
         self.evt = EventPort(find_port(p.EVT_PORT))
         self.worker = Worker(self)
 
-    def send(self, event: p.BaseModel) -> None:
+    def send(self, event: p.Message) -> None:
         self.evt.send(p.encode(event))
 
     def send_raw(self, line: bytes) -> None:
@@ -221,7 +227,7 @@ class Agent:
                 self.send(p.AgentError(id=request.id, error_type=type(exc).__name__,
                                        message=str(exc)))
 
-    def handle(self, request: p.BaseModel, line: bytes) -> None:
+    def handle(self, request: p.Message, line: bytes) -> None:
         match request:
             case p.Ping(id=rid):
                 self.send(p.Pong(id=rid, agent_version=__version__,
@@ -236,7 +242,7 @@ class Agent:
                 self.send(p.Ack(id=rid))
                 self.power_off()
             case _:
-                self.worker.submit(request.id, line)  # type: ignore[attr-defined]
+                self.worker.submit(request.id, line)
 
     @staticmethod
     def _reseed_kernel(entropy: bytes, wall_time: float) -> None:

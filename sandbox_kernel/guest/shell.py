@@ -17,7 +17,7 @@ from sandbox_kernel import protocol as p
 class Channel(Protocol):
     current_id: int
 
-    def send(self, event: p.BaseModel) -> None: ...
+    def send(self, event: p.Message) -> None: ...
 
 
 def jsonable(value: Any, mime: str = "") -> Any:

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
@@ -92,7 +92,7 @@ class WorkerChannel:
         self.current_id = 0
         self.deferred: deque[Any] = deque()
 
-    def send(self, event: BaseModel) -> None:
+    def send(self, event: p.Message) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         line = p.encode(event)

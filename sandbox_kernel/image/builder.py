@@ -45,7 +45,7 @@ def _download(packages: list[apt.Package]) -> dict[apt.Package, Path]:
 
 def _build_kernel(recipe: Recipe, work: Path, out: ImagePaths) -> list[apt.Package]:
     pkgs = [p for p in apt.resolve((recipe.kernel_package, recipe.initramfs_package))
-            if p.name.startswith("linux-image-") and p.name != recipe.kernel_package
+            if (p.name.startswith("linux-image-") and p.name != recipe.kernel_package)
             or p.name == recipe.initramfs_package]
     debs = _download(pkgs)
     tree = work / "kernel"

@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 
 from sandbox_kernel import paths
 from sandbox_kernel import protocol as p
-from sandbox_kernel.channel import DualPortChannel
+from sandbox_kernel.channel import ChannelClosed, DualPortChannel
 from sandbox_kernel.errors import SandboxError, VMDied, VMStartError
 from sandbox_kernel.image.store import ImagePaths, require_image
 from sandbox_kernel.vm import process
@@ -106,7 +106,12 @@ class SandboxVM:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await t
         if task in done:
-            return task.result()
+            try:
+                return task.result()
+            except ChannelClosed as exc:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.proc.wait(), 1.0)
+                raise self._start_error(f"the guest channel closed ({exc})") from None
         if died in done:
             raise self._start_error(f"QEMU exited with code {self.proc.returncode}")
         raise self._start_error(
@@ -172,7 +177,7 @@ class SandboxVM:
         async for event in channel.stream(request):
             yield event
 
-    async def request(self, request_type: type[p.BaseModel], **fields: object) -> p.Event:
+    async def request(self, request_type: type[p.Message], **fields: object) -> p.Event:
         channel = self._require_channel()
         return await channel.request(request_type(id=channel.next_id(), **fields))
 

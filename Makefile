@@ -1,0 +1,49 @@
+# `make demo` and `make test` set everything up on a fresh Debian/Ubuntu machine, idempotently.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SK := $(VENV)/bin/sandbox-kernel
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST_TOOLS := qemu-system-x86_64 mkfs.erofs lz4 dpkg-deb apt-get ldconfig
+APT_PACKAGES := qemu-system-x86 erofs-utils lz4 python3-venv
+PYTEST_ARGS ?=
+
+.PHONY: setup host-tools venv image kernelspec demo test lint clean-cache
+
+setup: host-tools venv image kernelspec
+
+host-tools:
+	@missing=""; for t in $(HOST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing host tools (missing:$$missing)"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+image: venv host-tools
+	$(SK) image build
+
+kernelspec: venv
+	$(SK) install --sys-prefix
+
+demo: setup
+	$(SK) doctor
+	$(PY) -m sandbox_kernel.demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check sandbox_kernel tests bench
+	$(VENV)/bin/mypy sandbox_kernel
+
+clean-cache:
+	rm -rf ~/.cache/sandbox-kernel

@@ -1,0 +1,96 @@
+"""``sandbox-kernel``: exec, doctor, image build, install."""
+
+import argparse
+import asyncio
+import sys
+
+from sandbox_kernel import protocol as p
+from sandbox_kernel.errors import SandboxError
+
+
+async def _exec(code: str) -> int:
+    from sandbox_kernel.vm import SandboxVM
+
+    async with SandboxVM() as vm:
+        async for event in vm.execute(code):
+            match event:
+                case p.OutputChunk(name="stdout", text=text):
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                case p.OutputChunk(text=text):
+                    sys.stderr.write(text)
+                case p.ExecuteResult(data=data) | p.DisplayData(data=data):
+                    print(data.get("text/plain", ""))
+                case p.InputRequest():
+                    print("input() is not available in `sandbox-kernel exec`", file=sys.stderr)
+                case p.ExecutionComplete(status="ok"):
+                    return 0
+                case p.ExecutionComplete(ename=ename, evalue=evalue, traceback=tb):
+                    print("\n".join(tb) or f"{ename}: {evalue}", file=sys.stderr)
+                    return 1
+                case p.AgentError(error_type=kind, message=message):
+                    print(f"sandbox agent error: {kind}: {message}", file=sys.stderr)
+                    return 1
+    return 1
+
+
+async def _doctor() -> int:
+    from sandbox_kernel.doctor import report
+
+    ok, lines = await report()
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def _image_build(recipe: str, force: bool) -> int:
+    from sandbox_kernel.image.builder import build
+    from sandbox_kernel.image.recipe import RECIPES
+
+    build(RECIPES[recipe], force=force)
+    return 0
+
+
+def _install(args: argparse.Namespace) -> int:
+    from sandbox_kernel.kernel.install import install
+
+    where = install(user=args.user, prefix=args.prefix, sys_prefix=args.sys_prefix,
+                    name=args.name)
+    print(f"Installed kernelspec {args.name} in {where}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sandbox-kernel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("exec", help="run Python code in a fresh sandbox VM")
+    run.add_argument("code")
+    sub.add_parser("doctor", help="check QEMU, the accelerator, the image and snapshots")
+    image = sub.add_parser("image", help="manage the guest image")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    build = image_sub.add_parser("build", help="build the guest image (cached)")
+    build.add_argument("--recipe", default="default")
+    build.add_argument("--force", action="store_true")
+    inst = sub.add_parser("install", help="install the sandbox-python kernelspec")
+    where = inst.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true")
+    where.add_argument("--sys-prefix", action="store_true")
+    where.add_argument("--prefix")
+    inst.add_argument("--name", default="sandbox-python")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "exec":
+            return asyncio.run(_exec(args.code))
+        if args.command == "doctor":
+            return asyncio.run(_doctor())
+        if args.command == "image":
+            return _image_build(args.recipe, args.force)
+        return _install(args)
+    except SandboxError as exc:
+        print(f"sandbox-kernel: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

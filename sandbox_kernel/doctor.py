@@ -1,0 +1,40 @@
+"""``sandbox-kernel doctor``: what this host can run, and why."""
+
+from sandbox_kernel.errors import SandboxError
+from sandbox_kernel.image.store import image_paths
+from sandbox_kernel.vm.accel import choose_accelerator
+from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.qemu import qemu_path, qemu_version
+
+
+async def report() -> tuple[bool, list[str]]:
+    config = VMConfig()
+    lines: list[str] = []
+    ok = True
+    try:
+        lines.append(f"QEMU:        {qemu_version(config.qemu_binary)} "
+                     f"({qemu_path(config.qemu_binary)})")
+    except SandboxError as exc:
+        return False, [f"QEMU:        MISSING - {exc}"]
+    img = image_paths(config.image)
+    if img.base_complete():
+        manifest = img.read_manifest()
+        size = sum(f.stat().st_size for f in img.folder.rglob("*") if f.is_file()) / 2**20
+        lines.append(f"Image:       {config.image}, built {manifest['built_at']}, {size:.0f} MB "
+                     f"at {img.folder}")
+        lines.append(f"             {len(manifest['packages'])} Debian packages, "
+                     f"kernel {', '.join(manifest['kernel_packages'])}")
+    else:
+        lines.append(f"Image:       NOT BUILT - run `sandbox-kernel image build` ({img.folder})")
+        ok = False
+    try:
+        verdict = await choose_accelerator(config, img if img.base_complete() else None)
+        cached = " (cached verdict)" if verdict.cached else ""
+        lines.append(f"Accelerator: {verdict.accel.upper()} - {verdict.reason}{cached}")
+    except SandboxError as exc:
+        lines.append(f"Accelerator: unknown - {exc}")
+        ok = False
+    from sandbox_kernel.vm.snapshot import describe
+
+    lines.append(f"Snapshots:   {describe(config)}")
+    return ok, lines

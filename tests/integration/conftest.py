@@ -1,0 +1,22 @@
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from sandbox_kernel.vm import SandboxVM, VMConfig
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.path):
+            item.add_marker(pytest.mark.vm)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def vm() -> AsyncIterator[SandboxVM]:
+    # The boot deadline is shorter than the test timeout, so a hung boot fails with its
+    # console log instead of being killed silently.
+    machine = SandboxVM(VMConfig(boot_timeout_s=45, boot_attempts=2, snapshots=False))
+    await machine.start()
+    yield machine
+    await machine.stop()

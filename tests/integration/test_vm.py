@@ -1,0 +1,126 @@
+"""Issue 2 on a real QEMU VM (TCG here): execution, output, interrupt, errors, clean stop."""
+
+import asyncio
+import hashlib
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox_kernel import protocol as p
+from sandbox_kernel.channel import DualPortChannel
+from sandbox_kernel.vm import SandboxVM, VMConfig
+from tests.integration.vmtools import run
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
+
+
+async def test_print_gives_42(vm: SandboxVM) -> None:
+    out = await run(vm, "print(6*7)")
+    assert out.stdout == "42\n"
+    assert out.complete.status == "ok"
+
+
+async def test_state_persists_between_executions(vm: SandboxVM) -> None:
+    await run(vm, "persisted = {'answer': 41}")
+    out = await run(vm, "persisted['answer'] += 1\nprint(persisted['answer'])")
+    assert out.stdout == "42\n"
+
+
+async def test_code_runs_as_the_unprivileged_user(vm: SandboxVM) -> None:
+    out = await run(vm, "import os\nprint(os.getuid(), os.getgid(), os.getcwd())\n"
+                        "print(open('/proc/self/status').read().count('NoNewPrivs:\\t1'))")
+    assert out.stdout.split() == ["1000", "1000", "/home/user", "1"]
+
+
+async def test_two_megabytes_of_output_arrive_intact(vm: SandboxVM) -> None:
+    code = ("import sys\n"
+            "for i in range(20000):\n"
+            "    sys.stdout.write(f'{i:08d} ' + 'abcdefghij' * 9 + '\\n')\n")
+    expected = "".join(f"{i:08d} " + "abcdefghij" * 9 + "\n" for i in range(20000))
+    assert len(expected.encode()) >= 2_000_000
+    out = await run(vm, code)
+    assert hashlib.sha256(out.stdout.encode()).hexdigest() == \
+        hashlib.sha256(expected.encode()).hexdigest()
+    assert out.chunks > 1
+
+
+async def test_multibyte_text_split_across_chunks_stays_intact(vm: SandboxVM) -> None:
+    # 1-, 2-, 3- and 4-byte characters, odd lengths: chunk edges fall inside characters.
+    text = "aé世🎉" * 40001
+    out = await run(vm, f"import os\nos.write(1, ({text[:4]!r} * 40001).encode())")
+    assert out.stdout == text
+    assert "\ufffd" not in out.stdout
+    assert out.chunks > 1
+
+
+async def test_stderr_is_its_own_stream(vm: SandboxVM) -> None:
+    out = await run(vm, "import sys\nprint('to err', file=sys.stderr)\nprint('to out')")
+    assert out.stdout == "to out\n" and out.stderr == "to err\n"
+
+
+async def test_exception_name_value_and_traceback(vm: SandboxVM) -> None:
+    out = await run(vm, "def f():\n    raise ValueError('bad value')\nf()")
+    done = out.complete
+    assert (done.status, done.ename, done.evalue) == ("error", "ValueError", "bad value")
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(done.traceback))
+    assert "----> 3 f()" in plain and "raise ValueError('bad value')" in plain
+    assert "\x1b[" in "".join(done.traceback)  # coloured like ipykernel's
+
+
+async def test_busy_loop_is_interrupted_and_the_namespace_kept(vm: SandboxVM) -> None:
+    await run(vm, "kept = 'still here'")
+    execution = asyncio.create_task(run(vm, "while True: pass"))
+    await asyncio.sleep(1.0)
+    assert not execution.done()
+    sent = time.monotonic()
+    vm.interrupt()
+    out = await asyncio.wait_for(execution, 10)
+    elapsed = time.monotonic() - sent
+    assert out.complete.ename == "KeyboardInterrupt"
+    assert elapsed < 1.0, f"interrupt took {elapsed:.2f} s"
+    after = await run(vm, "print(kept)")
+    assert after.stdout == "still here\n"
+
+
+async def test_interrupt_with_nothing_running_is_harmless(vm: SandboxVM) -> None:
+    vm.interrupt()
+    await asyncio.sleep(0.2)
+    assert (await run(vm, "print('fine')")).stdout == "fine\n"
+
+
+async def test_agent_survives_the_host_reconnecting(vm: SandboxVM) -> None:
+    assert vm.channel is not None and vm.run is not None and vm.proc is not None
+    await vm.channel.close()
+    vm.channel = DualPortChannel(vm.run.cmd_socket, vm.run.evt_socket, peer=vm.proc.pid)
+    await vm.channel.connect()
+    await vm._wait_for_agent(vm.channel)
+    assert (await run(vm, "print(persisted['answer'])")).stdout == "42\n"
+
+
+async def test_worker_death_is_reported_and_a_fresh_worker_follows(vm: SandboxVM) -> None:
+    out = await run(vm, "import os\nos.kill(os.getpid(), 9)")
+    assert out.complete.ename == "WorkerDied"
+    assert (await run(vm, "print(1 + 1)")).stdout == "2\n"
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_stop_leaves_no_process_or_socket_behind() -> None:
+    machine = SandboxVM(VMConfig(boot_timeout_s=45, snapshots=False))
+    await machine.start()
+    assert machine.proc is not None and machine.run is not None
+    pid, run_dir = machine.proc.pid, machine.run.path
+    assert machine.run.cmd_socket.exists()
+    await machine.stop()
+    assert machine.proc.returncode is not None
+    assert not run_dir.exists()
+    assert not Path(f"/proc/{pid}").exists()
+
+
+async def test_agent_rejects_invalid_requests_without_dying(vm: SandboxVM) -> None:
+    assert vm.channel is not None
+    vm.channel._outbox.put_nowait(b'{"type": "execute", "id": 1}\n')  # no code
+    vm.channel._outbox.put_nowait(b"\xff garbage\n")
+    pong = await vm.request(p.Ping)
+    assert isinstance(pong, p.Pong)

@@ -1,0 +1,167 @@
+"""The host channel against a fake guest that serves the two Unix sockets, as QEMU would."""
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from sandbox_kernel import protocol as p
+from sandbox_kernel.channel import (
+    WRITE_QUEUE_DEPTH,
+    ChannelBusy,
+    ChannelClosed,
+    DualPortChannel,
+    LineReader,
+)
+from sandbox_kernel.errors import ProtocolError
+
+
+class FakeGuest:
+    def __init__(self, folder: Path) -> None:
+        self.cmd_path = folder / "cmd.sock"
+        self.evt_path = folder / "evt.sock"
+        self.requests: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+        self.evt: asyncio.StreamWriter | None = None
+        self.evt_ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self.servers = [
+            await asyncio.start_unix_server(self._on_cmd, self.cmd_path),
+            await asyncio.start_unix_server(self._on_evt, self.evt_path),
+        ]
+
+    async def _on_cmd(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            await self.requests.put(json.loads(line))
+
+    async def _on_evt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.evt = writer
+        self.evt_ready.set()
+
+    async def say(self, raw: bytes) -> None:
+        await self.evt_ready.wait()
+        assert self.evt is not None
+        self.evt.write(raw)
+        await self.evt.drain()
+
+    async def close(self) -> None:
+        if self.evt is not None:
+            self.evt.close()
+        for server in self.servers:
+            server.close()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def guest(tmp_path: Path) -> AsyncIterator[FakeGuest]:
+    g = FakeGuest(tmp_path)
+    await g.start()
+    yield g
+    await g.close()
+
+
+async def connected(guest: FakeGuest, **kw: object) -> DualPortChannel:
+    channel = DualPortChannel(guest.cmd_path, guest.evt_path, peer=os.getpid(), **kw)  # type: ignore[arg-type]
+    await channel.connect()
+    return channel
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_request_gets_the_reply_with_its_id(guest: FakeGuest) -> None:
+    channel = await connected(guest)
+    reply = asyncio.create_task(channel.request(p.Ping(id=5)))
+    req = await guest.requests.get()
+    assert req == {"id": 5, "type": "ping"}
+    await guest.say(p.encode(p.Pong(id=4, agent_version="x")))  # someone else's
+    await guest.say(p.encode(p.Pong(id=5, agent_version="1")))
+    assert (await reply) == p.Pong(id=5, agent_version="1")
+    await channel.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_stream_yields_until_completion(guest: FakeGuest) -> None:
+    channel = await connected(guest)
+
+    async def guest_side() -> None:
+        await guest.requests.get()
+        await guest.say(p.encode(p.OutputChunk(id=1, name="stdout", text="a")))
+        await guest.say(p.encode(p.ExecutionComplete(id=1, status="ok")))
+        await guest.say(p.encode(p.OutputChunk(id=1, name="stdout", text="late")))
+
+    task = asyncio.create_task(guest_side())
+    events = [e async for e in channel.stream(p.Execute(id=1, code="x"))]
+    await task
+    assert [type(e) for e in events] == [p.OutputChunk, p.ExecutionComplete]
+    await channel.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_malformed_and_half_written_lines(guest: FakeGuest) -> None:
+    channel = await connected(guest)
+    reply = asyncio.create_task(channel.request(p.Ping(id=1)))
+    await guest.requests.get()
+    await guest.say(b"this is not json\n")
+    await guest.say(b'{"type": "pong", "id": 1, "agent_version": 3}\n')  # wrong type
+    whole = p.encode(p.Pong(id=1, agent_version="ok"))
+    await guest.say(whole[:10])
+    await asyncio.sleep(0.05)
+    assert not reply.done()
+    await guest.say(whole[10:])
+    assert isinstance(await reply, p.Pong)
+    assert len(channel.protocol_errors) == 2
+    unsolicited = channel.unsolicited.get_nowait()
+    assert isinstance(unsolicited, p.AgentError) and unsolicited.error_type == "ProtocolError"
+    await channel.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_oversized_line_is_dropped_and_reading_goes_on(guest: FakeGuest) -> None:
+    channel = await connected(guest, max_line=4096)
+    reply = asyncio.create_task(channel.request(p.Ping(id=1)))
+    await guest.requests.get()
+    big = p.encode(p.OutputChunk(id=1, name="stdout", text="x" * 100_000))
+    for start in range(0, len(big), 1000):
+        await guest.say(big[start:start + 1000])
+    await guest.say(p.encode(p.Pong(id=1, agent_version="ok")))
+    assert isinstance(await reply, p.Pong)
+    assert any("longer than 4096" in e for e in channel.protocol_errors)
+    await channel.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_write_queue_is_bounded_and_fails_fast(guest: FakeGuest) -> None:
+    channel = await connected(guest)
+    with pytest.raises(ChannelBusy):
+        for i in range(WRITE_QUEUE_DEPTH + 1):
+            channel.send(p.Ping(id=i + 1))  # no await: the writer cannot drain meanwhile
+    await channel.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_guest_going_away_ends_streams(guest: FakeGuest) -> None:
+    channel = await connected(guest)
+    reply = asyncio.create_task(channel.request(p.Ping(id=1)))
+    await guest.requests.get()
+    await guest.close()
+    with pytest.raises(ChannelClosed):
+        await reply
+    await channel.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_peer_must_be_the_expected_process(guest: FakeGuest) -> None:
+    channel = DualPortChannel(guest.cmd_path, guest.evt_path, peer=os.getpid() + 100_000)
+    with pytest.raises(ProtocolError, match="not QEMU"):
+        await channel.connect()
+    await channel.close()
+
+
+def test_line_reader_bounds_lines() -> None:
+    reader = LineReader(limit=10)
+    assert reader.feed(b"short\nalso") == [b"short"]
+    assert reader.feed(b" fine\n") == [b"also fine"]
+    assert reader.feed(b"x" * 25) == [None]
+    assert reader.feed(b"yyy\nok\n") == [b"ok"]

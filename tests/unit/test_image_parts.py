@@ -1,0 +1,41 @@
+import io
+from pathlib import Path
+
+from sandbox_kernel.image.cpio import write_archive
+from sandbox_kernel.image.kernel import load_order, module_depends
+from sandbox_kernel.image.recipe import DEFAULT, Recipe
+
+
+def _ko(path: Path, depends: str) -> None:
+    path.write_bytes(b"\x7fELF junk\0license=GPL\0depends=" + depends.encode() + b"\0name=x\0")
+
+
+def test_modules_load_after_their_dependencies(tmp_path: Path) -> None:
+    _ko(tmp_path / "virtio_ring.ko", "")
+    _ko(tmp_path / "virtio.ko", "virtio_ring")
+    _ko(tmp_path / "virtio_console.ko", "virtio,virtio_ring")
+    _ko(tmp_path / "erofs.ko", "libcrc32c")
+    _ko(tmp_path / "libcrc32c.ko", "")
+    assert module_depends(tmp_path / "virtio_console.ko") == ["virtio", "virtio_ring"]
+    names = [p.name for p in load_order(("virtio_console", "erofs", "builtin_one"), tmp_path)]
+    assert names == ["virtio_ring.ko", "virtio.ko", "virtio_console.ko", "libcrc32c.ko",
+                     "erofs.ko"]
+
+
+def test_cpio_archive_is_newc_and_reproducible(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/tool").write_bytes(b"abc")
+    (tmp_path / "init").symlink_to("bin/tool")
+    first, second = io.BytesIO(), io.BytesIO()
+    write_archive(tmp_path, first)
+    write_archive(tmp_path, second)
+    data = first.getvalue()
+    assert data == second.getvalue()
+    assert data.startswith(b"070701") and b"TRAILER!!!" in data
+    assert b"bin/tool\0" in data and len(data) % 4 == 0
+
+
+def test_recipe_digest_changes_with_the_recipe() -> None:
+    other = Recipe(**{**DEFAULT.__dict__, "packages": (*DEFAULT.packages, "less")})
+    assert DEFAULT.digest() == DEFAULT.digest()
+    assert other.digest() != DEFAULT.digest()
