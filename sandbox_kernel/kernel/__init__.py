@@ -1,0 +1,1 @@
+"""The Jupyter side: SandboxKernel and its kernelspec."""

@@ -1,0 +1,310 @@
+"""SandboxKernel: an ipykernel ``Kernel`` whose cells run in the sandbox VM.
+
+The VM and its channel live on the shell's event loop (the main thread). Control messages
+(interrupt, shutdown) arrive on ipykernel's control thread and are handed over thread-safely.
+"""
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from ipykernel.kernelbase import Kernel
+from traitlets import Bool, Enum, Int, Unicode
+
+from sandbox_kernel import __version__
+from sandbox_kernel import protocol as p
+from sandbox_kernel.errors import SandboxError, VMDied
+from sandbox_kernel.kernel.stdin import ask_frontend
+from sandbox_kernel.vm import SandboxVM, VMConfig
+
+T = TypeVar("T")
+
+
+class SandboxKernel(Kernel):
+    implementation = "sandbox-kernel"
+    implementation_version = __version__
+    banner = f"Python 3 in a disposable QEMU VM (sandbox-kernel {__version__})"
+    language_info = {
+        "name": "python",
+        "version": "3.11",
+        "mimetype": "text/x-python",
+        "file_extension": ".py",
+        "pygments_lexer": "ipython3",
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "nbconvert_exporter": "python",
+    }
+    help_links = [{"text": "Python", "url": "https://docs.python.org/3.11/"}]
+
+    memory_mb = Int(1024, help="Guest memory in MiB").tag(config=True)
+    cpus = Int(1, help="Guest vCPUs").tag(config=True)
+    accel = Enum(["auto", "kvm", "tcg"], default_value=None, allow_none=True,
+                 help="Accelerator; auto probes KVM once and falls back to TCG").tag(config=True)
+    snapshots = Bool(None, allow_none=True,
+                     help="Start from a memory snapshot when one matches").tag(config=True)
+    image = Unicode("default", help="Guest image recipe").tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._next_count = 1
+        self._vm: SandboxVM | None = None
+        self._vm_task: asyncio.Task[SandboxVM] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running: int | None = None  # id of the guest request a cell waits on
+        self._register_comm_handlers()
+
+    # --- execution count follows the guest's IPython, as IPythonKernel's follows its shell ---
+    @property  # type: ignore[override]
+    def execution_count(self) -> int:
+        return self._next_count
+
+    @execution_count.setter
+    def execution_count(self, value: int) -> None:
+        pass
+
+    # --- VM lifecycle ---------------------------------------------------------------------------
+    def vm_config(self) -> VMConfig:
+        config = VMConfig(image=self.image, memory_mb=self.memory_mb, cpus=self.cpus)
+        if self.accel is not None:
+            config.accel = self.accel
+        if self.snapshots is not None:
+            config.snapshots = self.snapshots
+        return config
+
+    def start(self) -> None:
+        super().start()
+        self._loop = asyncio.get_event_loop()
+        self._vm_task = self._loop.create_task(self._start_vm())
+        # A Ctrl-C sent to our process group interrupts the cell, as ipykernel's would.
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGINT, lambda *_: self._call_on_loop(self._interrupt_guest))
+
+    async def _start_vm(self) -> SandboxVM:
+        vm = SandboxVM(self.vm_config())
+        self._vm = vm
+        await vm.start()
+        self.log.info("sandbox VM ready in %.2f s (%s, %s)", vm.boot_seconds or 0,
+                      vm.accel, vm.started_from)
+        return vm
+
+    async def _ready_vm(self) -> SandboxVM:
+        assert self._vm_task is not None
+        vm = await asyncio.shield(self._vm_task)
+        if vm.channel is None or vm.channel.closed is not None:
+            raise VMDied(str(vm.channel.closed if vm.channel else "no channel"))
+        return vm
+
+    def _call_on_loop(self, fn: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn)
+
+    async def _on_main_loop(self, work: Awaitable[T]) -> T:
+        """Runs ``work`` on the shell's loop, from whichever loop calls this."""
+        assert self._loop is not None
+        if asyncio.get_running_loop() is self._loop:
+            return await work
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)  # type: ignore[arg-type]
+        return await asyncio.wrap_future(future)
+
+    def _interrupt_guest(self) -> None:
+        if self._vm is not None and self._vm.channel is not None and self._running is not None:
+            with contextlib.suppress(SandboxError):
+                self._vm.interrupt()
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _publish(self, msg_type: str, content: dict[str, Any], **extra: Any) -> None:
+        self.send_response(self.iopub_socket, msg_type, content, **extra)
+
+    def _failure(self, exc: BaseException, silent: bool = False) -> dict[str, Any]:
+        name = type(exc).__name__
+        text = str(exc)
+        if not silent:
+            self._publish("error", {"ename": name, "evalue": text, "traceback": [text]})
+        return {"status": "error", "ename": name, "evalue": text, "traceback": [text],
+                "execution_count": self._next_count}
+
+    async def _ask(self, request: p.Message) -> p.Event | None:
+        try:
+            vm = await self._ready_vm()
+            assert vm.channel is not None
+            return await vm.channel.request(request.model_copy(
+                update={"id": vm.channel.next_id()}))
+        except SandboxError as exc:
+            self.log.warning("sandbox request %s failed: %s", type(request).__name__, exc)
+            return None
+
+    # --- execute --------------------------------------------------------------------------------
+    async def do_execute(self, code: str, silent: bool, store_history: bool = True,
+                         user_expressions: dict[str, Any] | None = None,
+                         allow_stdin: bool = False, *, cell_meta: Any = None,
+                         cell_id: Any = None) -> dict[str, Any]:
+        try:
+            vm = await self._ready_vm()
+        except SandboxError as exc:
+            return self._failure(exc, silent)
+        assert vm.channel is not None
+        request = p.Execute(id=vm.channel.next_id(), code=code, silent=silent,
+                            store_history=store_history, user_expressions=user_expressions or {},
+                            allow_stdin=allow_stdin)
+        parent = self.get_parent("shell")
+        ident = self._get_shell_context_var(self._shell_parent_ident)
+        cancel_input = threading.Event()
+        inputs: list[asyncio.Task[None]] = []
+        self._running = request.id
+        try:
+            async for event in vm.channel.stream(request):
+                if isinstance(event, p.InputRequest):
+                    inputs.append(asyncio.create_task(self._relay_input(
+                        vm, request.id, event, parent, ident, cancel_input)))
+                elif isinstance(event, p.ExecutionComplete):
+                    return self._execute_reply(event)
+                elif isinstance(event, p.AgentError):
+                    return self._failure(SandboxError(f"{event.error_type}: {event.message}"))
+                else:
+                    self._forward(event)
+        except SandboxError as exc:
+            return self._failure(VMDied(str(exc)) if not isinstance(exc, VMDied) else exc)
+        finally:
+            self._running = None
+            cancel_input.set()
+            for task in inputs:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        return self._failure(VMDied("the guest sent no completion"))
+
+    async def _relay_input(self, vm: SandboxVM, request_id: int, event: p.InputRequest,
+                           parent: dict[str, Any], ident: Any, cancel: threading.Event) -> None:
+        value = await asyncio.to_thread(ask_frontend, self, event.prompt, event.password,
+                                        parent, ident, cancel)
+        if value is not None and vm.channel is not None:
+            vm.channel.send(p.InputReply(id=request_id, value=value))
+
+    def _forward(self, event: p.Event) -> None:
+        """Guest events become IOPub messages, re-signed with our session key."""
+        match event:
+            case p.OutputChunk(name=name, text=text):
+                self._publish("stream", {"name": name, "text": text})
+            case p.DisplayData(data=data, metadata=md, transient=tr, update=update):
+                self._publish("update_display_data" if update else "display_data",
+                              {"data": data, "metadata": md, "transient": tr})
+            case p.ExecuteResult(execution_count=count, data=data, metadata=md):
+                self._publish("execute_result",
+                              {"execution_count": count, "data": data, "metadata": md})
+            case p.ClearOutput(wait=wait):
+                self._publish("clear_output", {"wait": wait})
+            case p.CommEvent():
+                self._forward_comm(event)
+            case _:
+                self.log.debug("ignoring guest event %s", type(event).__name__)
+
+    def _forward_comm(self, event: p.CommEvent) -> None:
+        content: dict[str, Any] = {"comm_id": event.comm_id, "data": event.data}
+        if event.kind == "comm_open":
+            content["target_name"] = event.target_name or ""
+            if event.target_module:
+                content["target_module"] = event.target_module
+        self.session.send(self.iopub_socket, event.kind, content, self.get_parent("shell"),
+                          metadata=event.metadata, buffers=list(event.buffers) or None)
+
+    def _execute_reply(self, done: p.ExecutionComplete) -> dict[str, Any]:
+        self._next_count = done.execution_count + 1
+        if done.status == "ok":
+            return {"status": "ok", "execution_count": done.execution_count,
+                    "payload": done.payload, "user_expressions": done.user_expressions}
+        content = {"ename": done.ename, "evalue": done.evalue, "traceback": done.traceback}
+        self._publish("error", content)
+        return {"status": "error", "execution_count": done.execution_count, **content}
+
+    # --- introspection --------------------------------------------------------------------------
+    async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
+        pos = len(code) if cursor_pos is None else cursor_pos
+        reply = await self._ask(p.Complete(id=0, code=code, cursor_pos=pos))
+        if not isinstance(reply, p.CompleteReply):
+            return {"status": "ok", "matches": [], "cursor_start": pos, "cursor_end": pos,
+                    "metadata": {}}
+        return {"status": "ok", "matches": reply.matches, "cursor_start": reply.cursor_start,
+                "cursor_end": reply.cursor_end, "metadata": reply.metadata}
+
+    async def do_inspect(self, code: str, cursor_pos: int, detail_level: int = 0,
+                         omit_sections: Any = ()) -> dict[str, Any]:
+        reply = await self._ask(p.Inspect(id=0, code=code, cursor_pos=cursor_pos,
+                                          detail_level=1 if detail_level else 0))
+        if not isinstance(reply, p.InspectReply):
+            return {"status": "ok", "found": False, "data": {}, "metadata": {}}
+        return {"status": "ok", "found": reply.found, "data": reply.data,
+                "metadata": reply.metadata}
+
+    async def do_is_complete(self, code: str) -> dict[str, Any]:
+        reply = await self._ask(p.IsComplete(id=0, code=code))
+        if not isinstance(reply, p.IsCompleteReply):
+            return {"status": "unknown"}
+        content: dict[str, Any] = {"status": reply.status}
+        if reply.status == "incomplete":
+            content["indent"] = reply.indent
+        return content
+
+    async def do_history(self, hist_access_type: str, output: bool, raw: bool,
+                         session: int | None = None, start: int | None = None,
+                         stop: int | None = None, n: int | None = None,
+                         pattern: str | None = None, unique: bool = False) -> dict[str, Any]:
+        reply = await self._ask(p.History(
+            id=0, hist_access_type=hist_access_type, output=output, raw=raw,  # type: ignore[arg-type]
+            session=session or 0, start=start or 0, stop=stop, n=n, pattern=pattern or "*",
+            unique=unique))
+        history = reply.history if isinstance(reply, p.HistoryReply) else []
+        return {"status": "ok", "history": [list(row) for row in history]}
+
+    # --- comms ----------------------------------------------------------------------------------
+    async def comm_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        target = parent["content"].get("target_name")
+        reply = await self._ask(p.CommInfo(id=0, target_name=target))
+        comms = reply.comms if isinstance(reply, p.CommInfoReply) else {}
+        self.session.send(stream, "comm_info_reply", {"status": "ok", "comms": comms}, parent,
+                          ident)
+
+    async def _comm_from_frontend(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        content = parent["content"]
+        kind = parent["header"]["msg_type"]
+        fields: dict[str, Any] = {"comm_id": content.get("comm_id", ""),
+                                  "data": content.get("data") or {},
+                                  "metadata": parent.get("metadata") or {}}
+        if kind == "comm_open":
+            fields["target_name"] = content.get("target_name", "")
+        if kind != "comm_close":
+            fields["buffers"] = [bytes(b) for b in parent.get("buffers") or []]
+        model = {"comm_open": p.CommOpen, "comm_msg": p.CommMsg, "comm_close": p.CommClose}[kind]
+        try:
+            vm = await self._ready_vm()
+            assert vm.channel is not None
+            async for event in vm.channel.stream(model(id=vm.channel.next_id(), **fields)):
+                self._forward(event)  # a widget callback may print or display
+        except SandboxError as exc:
+            self.log.warning("comm message not delivered: %s", exc)
+
+    def _register_comm_handlers(self) -> None:
+        for kind in ("comm_open", "comm_msg", "comm_close"):
+            self.shell_handlers[kind] = self._comm_from_frontend
+
+    # --- control --------------------------------------------------------------------------------
+    async def interrupt_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        self._call_on_loop(self._interrupt_guest)
+        self.session.send(stream, "interrupt_reply", {"status": "ok"}, parent, ident=ident)
+
+    async def do_shutdown(self, restart: bool) -> dict[str, Any]:
+        # A restart is a new kernel process (jupyter_client starts one), so a new VM too.
+        if self._vm is not None:
+            with contextlib.suppress(Exception):
+                await self._on_main_loop(self._stop_vm())
+        return {"status": "ok", "restart": restart}
+
+    async def _stop_vm(self) -> None:
+        if self._vm_task is not None and not self._vm_task.done():
+            self._vm_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._vm_task
+        if self._vm is not None:
+            await self._vm.stop()
+            self._vm = None
