@@ -86,10 +86,12 @@ class Worker:
             os.close(fd)
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
-    def submit(self, request_id: int, line: bytes) -> None:
+    def submit(self, request_id: int | None, line: bytes) -> None:
+        """Hands a line to the worker; ``request_id`` when the worker will answer it."""
         with self._swap:
-            with self._lock:
-                self.inflight.append(request_id)
+            if request_id is not None:
+                with self._lock:
+                    self.inflight.append(request_id)
             view = memoryview(line)
             try:
                 while view:
@@ -167,6 +169,8 @@ class Worker:
             return
         if isinstance(event, p.Hello):
             self.ready.set()
+            print(f"sandbox-agent: worker ready at {time.clock_gettime(time.CLOCK_BOOTTIME):.2f}s",
+                  file=sys.stderr, flush=True)
             return
         self.agent.send_raw(line + b"\n")
         if isinstance(event, p.FINAL_EVENTS):
@@ -210,6 +214,9 @@ class Agent:
         self.send(p.Hello(id=0, agent_version=__version__, reconnects=self.cmd.reconnects))
 
     def serve(self) -> None:
+        # The console log is what a failed boot leaves behind; say how far we got.
+        print(f"sandbox-agent: serving at {time.clock_gettime(time.CLOCK_BOOTTIME):.2f}s",
+              file=sys.stderr, flush=True)
         self.hello()
         for line in self.cmd.lines(on_reconnect=self.hello):
             if not line:
@@ -238,6 +245,8 @@ class Agent:
             case p.Reseed(id=rid, entropy=entropy, wall_time=wall_time):
                 self._reseed_kernel(entropy, wall_time)
                 self.worker.submit(rid, line)
+            case p.InputReply():
+                self.worker.submit(None, line)  # part of the execution already in flight
             case p.Shutdown(id=rid):
                 self.send(p.Ack(id=rid))
                 self.power_off()

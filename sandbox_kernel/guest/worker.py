@@ -252,7 +252,10 @@ class Worker:
         else:
             rows = hm.search(req.pattern, raw=req.raw, output=req.output, n=req.n,
                              unique=req.unique)
-        return p.HistoryReply(id=req.id, history=list(rows))
+        # IPython numbers the live session 0 in ranges; the protocol wants its real number.
+        current = hm.session_number
+        return p.HistoryReply(id=req.id, history=[(sess or current, line, entry)
+                                                   for sess, line, entry in rows])
 
     def on_comm_open(self, req: p.CommOpen) -> p.Ack:
         self.comms.from_host("comm_open", req)

@@ -53,7 +53,7 @@ def build(out: Path, busybox: Path, modules: list[Path], guest_magic: bytes) -> 
                     dfile=f"/opt/sandbox/sandbox_kernel/{rel}", doraise=True,
                     invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
                 )
-        part = out.with_suffix(".part")
-        with part.open("wb") as fh:
+        # Several VMs may start at once: each writes its own file, the rename is atomic.
+        with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".part", delete=False) as fh:
             write_archive(tree, fh)
-        part.replace(out)
+        Path(fh.name).replace(out)

@@ -53,6 +53,25 @@ def qemu_version(binary: str) -> str:
     return out.splitlines()[0].removeprefix("QEMU emulator version ").strip()
 
 
+@cache
+def host_tsc_khz() -> int | None:
+    """Under TCG the guest reads the host's TSC, so the host's rate is the guest's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return round(float(line.split(":", 1)[1]) * 1000)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def timing_args(accel: str) -> list[str]:
+    # A loaded host makes the guest's PIT-based TSC calibration fail under TCG, and the boot
+    # then hangs ("tsc: Unable to calibrate against PIT"); tell the kernel the rate instead.
+    khz = host_tsc_khz() if accel == "tcg" else None
+    return [f"tsc_early_khz={khz}", "tsc=reliable"] if khz else []
+
+
 def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
                  incoming: str | None = None) -> list[str]:
     # Under TCG, microvm's pic/pit/rtc must stay on: turning them off hangs the guest.
@@ -61,6 +80,7 @@ def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
     append = " ".join([
         "console=ttyS0", "quiet", "loglevel=4", "panic=-1", "reboot=t", "random.trust_cpu=on",
         f"sandbox.tmpsize={config.tmp_size}", f"sandbox.homesize={config.home_size}",
+        *timing_args(accel),
     ])
     cmd = [
         qemu_path(config.qemu_binary),

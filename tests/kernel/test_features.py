@@ -1,0 +1,315 @@
+"""What the conformance suite does not cover: stdin, interrupt, displays, flags, comms, restart."""
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager
+
+from tests.kernel.conftest import iopub_until_idle, run, start_kernel, stdout_of
+
+Kernel = tuple[KernelManager, BlockingKernelClient]
+
+
+def test_input_round_trip(kernel: Kernel) -> None:
+    _, kc = kernel
+    msg_id = kc.execute("name = input('Your name? ')\nprint('hi', name)", allow_stdin=True)
+    request = kc.get_stdin_msg(timeout=60)
+    assert request["msg_type"] == "input_request"
+    assert request["content"] == {"prompt": "Your name? ", "password": False}
+    kc.input("Ada")
+    reply = kc.get_shell_msg(timeout=60)
+    assert reply["content"]["status"] == "ok"
+    assert stdout_of(iopub_until_idle(kc, msg_id)) == "hi Ada\n"
+
+
+def test_getpass_asks_for_a_password(kernel: Kernel) -> None:
+    _, kc = kernel
+    msg_id = kc.execute("import getpass\nsecret = getpass.getpass()\nprint(len(secret))",
+                        allow_stdin=True)
+    request = kc.get_stdin_msg(timeout=60)
+    assert request["content"]["password"] is True
+    kc.input("hunter2")
+    reply = kc.get_shell_msg(timeout=60)
+    msgs = iopub_until_idle(kc, msg_id)
+    assert reply["content"]["status"] == "ok", (reply, msgs)
+    assert stdout_of(msgs) == "7\n", msgs
+
+
+def test_input_without_stdin_fails_clearly_and_does_not_hang(kernel: Kernel) -> None:
+    _, kc = kernel
+    reply, _ = run(kc, "input('?')", allow_stdin=False, timeout=30)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "StdinNotImplementedError"
+
+
+def test_interrupt_message_stops_a_busy_cell_and_keeps_state(kernel: Kernel) -> None:
+    km, kc = kernel
+    run(kc, "survivor = 'still here'")
+    msg_id = kc.execute("while True: pass")
+    time.sleep(1.0)
+    sent = time.monotonic()
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=30)
+    elapsed = time.monotonic() - sent
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert elapsed < 5
+    iopub_until_idle(kc, msg_id)
+    _, msgs = run(kc, "print(survivor)")
+    assert stdout_of(msgs) == "still here\n"
+
+
+def test_interrupt_while_waiting_for_input(kernel: Kernel) -> None:
+    km, kc = kernel
+    msg_id = kc.execute("input('never answered')", allow_stdin=True)
+    kc.get_stdin_msg(timeout=60)
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    iopub_until_idle(kc, msg_id)
+    assert stdout_of(run(kc, "print('after')")[1]) == "after\n"
+
+
+def test_interrupt_with_nothing_running_is_harmless(kernel: Kernel) -> None:
+    km, kc = kernel
+    km.interrupt_kernel()
+    time.sleep(0.3)
+    assert stdout_of(run(kc, "print('ok')")[1]) == "ok\n"
+
+
+def _qemu_children(kernel_pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == kernel_pid and b"qemu-system" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _kernel_pid(km: KernelManager) -> int:
+    pid = km.provisioner.process.pid  # type: ignore[union-attr]
+    return int(pid)
+
+
+def test_sigint_to_the_kernel_process_group_does_not_kill_qemu(kernel: Kernel) -> None:
+    km, kc = kernel
+    pid = _kernel_pid(km)
+    qemu = _qemu_children(pid)
+    assert qemu, "the kernel should own a QEMU process"
+    os.killpg(os.getpgid(pid), signal.SIGINT)
+    time.sleep(0.5)
+    assert all(Path(f"/proc/{q}").exists() for q in qemu)
+    assert stdout_of(run(kc, "print(survivor)")[1]) == "still here\n"
+
+
+def test_display_id_updates(kernel: Kernel) -> None:
+    _, kc = kernel
+    _, msgs = run(kc, "h = display('first', display_id=True)\nh.update('second')")
+    kinds = [m["msg_type"] for m in msgs]
+    assert kinds == ["display_data", "update_display_data"]
+    first, second = (m["content"] for m in msgs)
+    assert first["transient"]["display_id"] == second["transient"]["display_id"]
+    assert second["data"]["text/plain"] == "'second'"
+
+
+def test_clear_output_wait_flag(kernel: Kernel) -> None:
+    _, kc = kernel
+    _, msgs = run(kc, "from IPython.display import clear_output\nclear_output(wait=True)")
+    assert [(m["msg_type"], m["content"]) for m in msgs] == [("clear_output", {"wait": True})]
+
+
+def test_execute_result_carries_rich_bundle_and_count(kernel: Kernel) -> None:
+    _, kc = kernel
+    code = ("class Rich:\n"
+            "    def _repr_html_(self): return '<i>r</i>'\n"
+            "    def _repr_markdown_(self): return '*r*'\n"
+            "    def _repr_latex_(self): return '$r$'\n"
+            "    def _repr_json_(self): return {'r': 1}\n"
+            "Rich()")
+    reply, msgs = run(kc, code)
+    result = next(m["content"] for m in msgs if m["msg_type"] == "execute_result")
+    assert {"text/plain", "text/html", "text/markdown", "text/latex",
+            "application/json"} <= set(result["data"])
+    assert result["execution_count"] == reply["content"]["execution_count"]
+
+
+def test_silent_execution_publishes_no_input_or_result(kernel: Kernel) -> None:
+    _, kc = kernel
+    before, _ = run(kc, "1")
+    reply, msgs = run(kc, "41 + 1", silent=True)
+    assert reply["content"]["status"] == "ok"
+    assert not [m for m in msgs if m["msg_type"] in ("execute_input", "execute_result")]
+    after, _ = run(kc, "2")
+    assert after["content"]["execution_count"] == before["content"]["execution_count"] + 1
+
+
+def test_user_expressions(kernel: Kernel) -> None:
+    _, kc = kernel
+    reply, _ = run(kc, "ux = 20", user_expressions={"double": "ux * 2"})
+    value = reply["content"]["user_expressions"]["double"]
+    assert value["status"] == "ok" and value["data"]["text/plain"] == "40"
+
+
+def test_stop_on_error_aborts_queued_cells(kernel: Kernel) -> None:
+    _, kc = kernel
+    failing = kc.execute("raise RuntimeError('stop here')")
+    queued = kc.execute("print('must not run')")
+    replies = {}
+    while len(replies) < 2:
+        msg = kc.get_shell_msg(timeout=60)
+        replies[msg["parent_header"]["msg_id"]] = msg["content"]
+    assert replies[failing]["status"] == "error"
+    assert replies[queued]["status"] == "aborted"
+    time.sleep(0.5)
+    assert stdout_of(run(kc, "print('runs again')")[1]) == "runs again\n"
+
+
+def test_magics_and_shell_escapes(kernel: Kernel) -> None:
+    _, kc = kernel
+    _, msgs = run(kc, "%time x = sum(range(10))\n!echo from-a-shell && id -u")
+    out = stdout_of(msgs)
+    assert "Wall time" in out and "from-a-shell" in out and "1000" in out
+    _, msgs = run(kc, "%%capture captured\nprint('hidden')")
+    assert stdout_of(msgs) == ""
+    assert stdout_of(run(kc, "print(captured.stdout.strip())")[1]) == "hidden\n"
+    assert "x" in stdout_of(run(kc, "%who")[1])
+
+
+def test_matplotlib_shows_inline_png(kernel: Kernel) -> None:
+    _, kc = kernel
+    _, msgs = run(kc, "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()",
+                  timeout=120)
+    images = [m["content"]["data"] for m in msgs if m["msg_type"] == "display_data"]
+    assert images and images[0]["image/png"].startswith("iVBORw0KGgo")
+
+
+def test_error_traceback_is_formatted_like_ipykernel(kernel: Kernel) -> None:
+    _, kc = kernel
+    reply, msgs = run(kc, "def g():\n    return 1 / 0\ng()")
+    errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    assert len(errors) == 1
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(reply["content"]["traceback"]))
+    assert "ZeroDivisionError" in plain and "----> 3 g()" in plain
+    assert "\x1b[0;31m" in reply["content"]["traceback"][0]
+
+
+def test_inspect_both_detail_levels(kernel: Kernel) -> None:
+    _, kc = kernel
+    run(kc, "def documented(a, b=2):\n    'Adds.'\n    return a + b")
+    short = kc.inspect("documented", 10, detail_level=0, reply=True, timeout=30)["content"]
+    full = kc.inspect("documented", 10, detail_level=1, reply=True, timeout=30)["content"]
+    assert short["found"] and "Adds." in short["data"]["text/plain"]
+    assert "return a + b" in full["data"]["text/plain"]
+
+
+def test_completion_cursor_positions_with_non_ascii(kernel: Kernel) -> None:
+    _, kc = kernel
+    run(kc, "größe_1 = 1\ngröße_2 = 2")
+    code = "ä = 1; größ"
+    reply = kc.complete(code, len(code), reply=True, timeout=30)["content"]
+    assert {"größe_1", "größe_2"} <= set(reply["matches"])
+    assert (reply["cursor_start"], reply["cursor_end"]) == (len("ä = 1; "), len(code))
+
+
+def test_is_complete_gives_an_indent_hint(kernel: Kernel) -> None:
+    _, kc = kernel
+    msg_id = kc.is_complete("for i in range(3):")
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"] == {"status": "incomplete", "indent": "    "}
+
+
+def _comm_msgs(msgs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [m for m in msgs if m["msg_type"] == kind]
+
+
+def test_widget_syncs_both_ways(kernel: Kernel) -> None:
+    _, kc = kernel
+    _, msgs = run(kc, "import ipywidgets as w\nslider = w.IntSlider(value=3)\nslider",
+                  timeout=120)
+    opens = _comm_msgs(msgs, "comm_open")
+    slider_open = next(m for m in opens if m["content"]["data"]["state"].get("_model_name")
+                       == "IntSliderModel")
+    assert slider_open["content"]["target_name"] == "jupyter.widget"
+    assert slider_open["content"]["data"]["state"]["value"] == 3
+    comm_id = slider_open["content"]["comm_id"]
+    view = next(m for m in msgs if m["msg_type"] == "execute_result")
+    assert view["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] \
+        == comm_id
+
+    # frontend -> kernel: the user drags the slider
+    update = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
+        "method": "update", "state": {"value": 7}, "buffer_paths": []}})
+    kc.shell_channel.send(update)
+    assert stdout_of(run(kc, "print(slider.value)")[1]) == "7\n"
+
+    # kernel -> frontend: code sets the value
+    _, msgs = run(kc, "slider.value = 9")
+    updates = [m["content"]["data"] for m in _comm_msgs(msgs, "comm_msg")
+               if m["content"]["comm_id"] == comm_id]
+    assert {"method": "update", "state": {"value": 9}, "buffer_paths": []} in updates
+
+    info = kc.comm_info(target_name="jupyter.widget", reply=True, timeout=30)["content"]
+    assert comm_id in info["comms"]
+
+
+def test_restart_gives_a_fresh_vm_and_shutdown_leaves_nothing() -> None:
+    km, kc = start_kernel()
+    try:
+        run(kc, "leftover = 1")
+        old_qemu = _qemu_children(_kernel_pid(km))
+        km.restart_kernel(now=False)
+        kc.wait_for_ready(timeout=120)
+        reply, _ = run(kc, "leftover", timeout=150)
+        assert reply["content"]["ename"] == "NameError"
+        assert old_qemu and not any(Path(f"/proc/{q}").exists() for q in old_qemu)
+        new_qemu = _qemu_children(_kernel_pid(km))
+        assert new_qemu
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    assert not any(Path(f"/proc/{q}").exists() for q in new_qemu)
+
+
+def test_qemu_exits_when_the_kernel_process_is_killed() -> None:
+    km, kc = start_kernel()
+    pid = _kernel_pid(km)
+    qemu = _qemu_children(pid)
+    assert qemu
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{q}").exists() for q in qemu) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    kc.stop_channels()
+    km.cleanup_resources()
+    assert not any(Path(f"/proc/{q}/cmdline").exists() and
+                   Path(f"/proc/{q}/cmdline").read_bytes() for q in qemu)
+
+
+def test_a_vm_that_cannot_start_explains_itself_on_the_first_cell() -> None:
+    km = KernelManager(kernel_name="sandbox-python")
+    km.start_kernel(env={**os.environ, "SANDBOX_KERNEL_ACCEL": "kvm",
+                         "SANDBOX_KERNEL_SNAPSHOTS": "0"})
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply, msgs = run(kc, "print('never')", timeout=120)
+        assert reply["content"]["status"] == "error"
+        assert "sandbox-kernel doctor" in reply["content"]["evalue"]
+        assert any(m["msg_type"] == "error" for m in msgs)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
