@@ -11,6 +11,7 @@ import os
 import resource
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -298,6 +299,7 @@ def main() -> None:
     os.environ.update(PATH=PATH, HOME="/root", LANG="C.UTF-8")
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})  # taken by sigtimedwait()
     if os.getpid() == 1:
+        socket.sethostname("sandbox")
         threading.Thread(target=_reap_orphans, daemon=True).start()
     try:
         AGENT = Agent()
