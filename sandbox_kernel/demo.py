@@ -35,7 +35,7 @@ def main() -> int:
                                "--kernel_name=sandbox-python", str(notebook)], check=False)
         if proc.returncode != 0:
             return proc.returncode
-        nb = nbformat.read(notebook, as_version=4)
+        nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
     print(f"\nRan {EXAMPLE.name} in the sandbox VM in {time.monotonic() - started:.1f} s:\n")
     for cell in nb.cells:
         if cell.cell_type != "code":

@@ -17,10 +17,9 @@ from pydantic import (
     TypeAdapter,
 )
 
-PROTOCOL_VERSION = 1
-MAX_LINE_BYTES = 16 * 2**20
-CMD_PORT = "org.sandbox.cmd"
-EVT_PORT = "org.sandbox.evt"
+from sandbox_kernel.constants import CMD_PORT, EVT_PORT, MAX_LINE_BYTES, PROTOCOL_VERSION
+
+__all__ = ["CMD_PORT", "EVT_PORT", "MAX_LINE_BYTES", "PROTOCOL_VERSION"]
 
 JSONDict = dict[str, Any]
 
@@ -140,13 +139,26 @@ class Reseed(Message):
     wall_time: float
 
 
+class Warm(Message):
+    """Before a snapshot: import what most notebooks import, outside the user's namespace."""
+
+    type: Literal["warm"] = "warm"
+    modules: list[str] = ["numpy", "matplotlib", "matplotlib.pyplot", "ipywidgets"]
+
+
+class PrepareSnapshot(Message):
+    """Before a snapshot: flush and drop the guest's caches so the saved state is small."""
+
+    type: Literal["prepare_snapshot"] = "prepare_snapshot"
+
+
 class Shutdown(Message):
     type: Literal["shutdown"] = "shutdown"
 
 
 Request = Annotated[
     Ping | Execute | Interrupt | InputReply | Complete | Inspect | IsComplete | History
-    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Shutdown,
+    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Warm | PrepareSnapshot | Shutdown,
     Field(discriminator="type"),
 ]
 

@@ -246,6 +246,9 @@ class Agent:
             case p.Reseed(id=rid, entropy=entropy, wall_time=wall_time):
                 self._reseed_kernel(entropy, wall_time)
                 self.worker.submit(rid, line)
+            case p.PrepareSnapshot(id=rid):
+                self._prepare_snapshot()
+                self.send(p.Ack(id=rid))
             case p.InputReply():
                 self.worker.submit(None, line)  # part of the execution already in flight
             case p.Shutdown(id=rid):
@@ -261,6 +264,16 @@ class Agent:
             fh.write(entropy)
             fcntl.ioctl(fh.fileno(), _RNDRESEEDCRNG)
         time.clock_settime(time.CLOCK_REALTIME, wall_time)
+
+    @staticmethod
+    def _prepare_snapshot() -> None:
+        os.sync()
+        for knob, value in (("drop_caches", "3"), ("compact_memory", "1")):
+            try:
+                with open(f"/proc/sys/vm/{knob}", "w") as fh:
+                    fh.write(value)
+            except OSError:
+                pass
 
     def power_off(self) -> None:
         self.stopping = True

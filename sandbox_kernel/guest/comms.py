@@ -1,6 +1,6 @@
 """Jupyter comms (ipywidgets) in the worker, carried over the channel."""
 
-from typing import Any
+from typing import Any, Literal, cast
 
 import comm
 from comm.base_comm import BaseComm, CommManager
@@ -18,8 +18,9 @@ class Comms:
         class ChannelComm(BaseComm):
             def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None,
                             buffers: Any = None, **keys: Any) -> None:
+                kind = cast(Literal["comm_open", "comm_msg", "comm_close"], msg_type)
                 bridge.channel.send(p.CommEvent(
-                    id=bridge.channel.current_id, kind=msg_type, comm_id=self.comm_id,
+                    id=bridge.channel.current_id, kind=kind, comm_id=self.comm_id,
                     target_name=keys.get("target_name"), target_module=keys.get("target_module"),
                     data=jsonable(data or {}), metadata=jsonable(metadata or {}),
                     buffers=[bytes(b) for b in buffers or []],

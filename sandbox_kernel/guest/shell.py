@@ -83,8 +83,8 @@ class SandboxShell(InteractiveShell):
 
     def __init__(self, channel: Channel, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.displayhook.channel = channel
-        self.display_pub.channel = channel
+        self.displayhook.channel = channel  # type: ignore[attr-defined]
+        self.display_pub.channel = channel  # type: ignore[attr-defined]
         self.last_error: tuple[str, str, list[str]] | None = None
         # The pager (``obj?``) becomes a payload, as in ipykernel.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
@@ -99,11 +99,12 @@ class SandboxShell(InteractiveShell):
         self.last_error = (etype.__name__, str(evalue), stb)
 
     def set_next_input(self, text: str, replace: bool = False) -> None:
-        self.payload_manager.write_payload(
+        self.payload_manager.write_payload(  # type: ignore[union-attr]
             {"source": "set_next_input", "text": text, "replace": replace})
 
     def ask_exit(self) -> None:
-        self.payload_manager.write_payload({"source": "ask_exit", "keepkernel": False})
+        self.payload_manager.write_payload(  # type: ignore[union-attr]
+            {"source": "ask_exit", "keepkernel": False})
 
     def system_raw(self, cmd: str) -> None:
         sys.stdout.flush()  # keep Python's buffered output ahead of the command's

@@ -197,8 +197,10 @@ class Worker:
             shell.last_error = ("KeyboardInterrupt", "", [])
         finally:
             self.executing = False
-        payload = shell.payload_manager.read_payload()
-        shell.payload_manager.clear_payload()
+        payloads = shell.payload_manager
+        assert payloads is not None
+        payload = payloads.read_payload()
+        payloads.clear_payload()
         count = shell.execution_count - 1
         ok = result is not None and result.success
         if ok:
@@ -245,6 +247,7 @@ class Worker:
 
     def on_history(self, req: p.History) -> p.HistoryReply:
         hm = self.shell.history_manager
+        assert hm is not None
         if req.hist_access_type == "tail":
             rows = hm.get_tail(req.n or 10, raw=req.raw, output=req.output, include_latest=True)
         elif req.hist_access_type == "range":
@@ -271,6 +274,18 @@ class Worker:
 
     def on_comm_info(self, req: p.CommInfo) -> p.CommInfoReply:
         return p.CommInfoReply(id=req.id, comms=self.comms.info(req.target_name))
+
+    def on_warm(self, req: p.Warm) -> p.Ack:
+        import gc
+        import importlib
+
+        for name in req.modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+        gc.collect()
+        return p.Ack(id=req.id)
 
     def on_reseed(self, req: p.Reseed) -> p.Ack:
         # The agent has reseeded the kernel; Python's generators were copied with the snapshot.

@@ -2,7 +2,7 @@
 
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 
 def _header(ino: int, mode: int, size: int, name: bytes) -> bytes:
@@ -11,11 +11,11 @@ def _header(ino: int, mode: int, size: int, name: bytes) -> bytes:
     return head + name + b"\0"
 
 
-def _pad(out: BinaryIO, written: int) -> None:
+def _pad(out: IO[bytes], written: int) -> None:
     out.write(b"\0" * (-written % 4))
 
 
-def write_archive(src: Path, out: BinaryIO) -> None:
+def write_archive(src: Path, out: IO[bytes]) -> None:
     """Archives ``src``'s tree, paths relative to it, sorted so that builds are reproducible."""
     entries = sorted(p for p in src.rglob("*"))
     for ino, path in enumerate(entries, start=1):

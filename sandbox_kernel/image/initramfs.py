@@ -12,9 +12,9 @@ from sandbox_kernel.image.cpio import write_archive
 
 _PACKAGE_ROOT = Path(sandbox_kernel.__file__).parent
 # What the guest needs of this package: the shared protocol and the guest side.
-GUEST_SOURCES = ("__init__.py", "protocol.py", "guest/__init__.py", "guest/agent.py",
-                 "guest/ports.py", "guest/worker.py", "guest/shell.py", "guest/outputs.py",
-                 "guest/comms.py")
+GUEST_SOURCES = ("__init__.py", "constants.py", "protocol.py", "guest/__init__.py",
+                 "guest/agent.py", "guest/ports.py", "guest/worker.py", "guest/shell.py",
+                 "guest/outputs.py", "guest/comms.py")
 
 
 def _init_script() -> bytes:
@@ -55,5 +55,5 @@ def build(out: Path, busybox: Path, modules: list[Path], guest_magic: bytes) -> 
                 )
         # Several VMs may start at once: each writes its own file, the rename is atomic.
         with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".part", delete=False) as fh:
-            write_archive(tree, fh)
+            write_archive(tree, fh.file)
         Path(fh.name).replace(out)

@@ -5,11 +5,12 @@ The VM and its channel live on the shell's event loop (the main thread). Control
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import signal
 import threading
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ipykernel.kernelbase import Kernel
 from traitlets import Bool, Enum, Int, Unicode
@@ -18,7 +19,9 @@ from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
 from sandbox_kernel.errors import SandboxError, VMDied
 from sandbox_kernel.kernel.stdin import ask_frontend
-from sandbox_kernel.vm import SandboxVM, VMConfig
+from sandbox_kernel.vm.config import Accel, VMConfig
+from sandbox_kernel.vm.machine import SandboxVM
+from sandbox_kernel.vm.snapshot import EarlyRestore
 
 T = TypeVar("T")
 
@@ -27,7 +30,7 @@ class SandboxKernel(Kernel):
     implementation = "sandbox-kernel"
     implementation_version = __version__
     banner = f"Python 3 in a disposable QEMU VM (sandbox-kernel {__version__})"
-    language_info = {
+    language_info = {  # noqa: RUF012  (ipykernel reads these class attributes)
         "name": "python",
         "version": "3.11",
         "mimetype": "text/x-python",
@@ -36,7 +39,7 @@ class SandboxKernel(Kernel):
         "codemirror_mode": {"name": "ipython", "version": 3},
         "nbconvert_exporter": "python",
     }
-    help_links = [{"text": "Python", "url": "https://docs.python.org/3.11/"}]
+    help_links = [{"text": "Python", "url": "https://docs.python.org/3.11/"}]  # noqa: RUF012
 
     memory_mb = Int(1024, help="Guest memory in MiB").tag(config=True)
     cpus = Int(1, help="Guest vCPUs").tag(config=True)
@@ -45,6 +48,8 @@ class SandboxKernel(Kernel):
     snapshots = Bool(None, allow_none=True,
                      help="Start from a memory snapshot when one matches").tag(config=True)
     image = Unicode("default", help="Guest image recipe").tag(config=True)
+
+    early_restore: EarlyRestore | None = None  # set by __main__ before the app starts
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -56,7 +61,7 @@ class SandboxKernel(Kernel):
         self._register_comm_handlers()
 
     # --- execution count follows the guest's IPython, as IPythonKernel's follows its shell ---
-    @property  # type: ignore[override]
+    @property
     def execution_count(self) -> int:
         return self._next_count
 
@@ -68,7 +73,7 @@ class SandboxKernel(Kernel):
     def vm_config(self) -> VMConfig:
         config = VMConfig(image=self.image, memory_mb=self.memory_mb, cpus=self.cpus)
         if self.accel is not None:
-            config.accel = self.accel
+            config.accel = cast(Accel, self.accel)  # the Enum trait has checked it
         if self.snapshots is not None:
             config.snapshots = self.snapshots
         return config
@@ -84,7 +89,8 @@ class SandboxKernel(Kernel):
     async def _start_vm(self) -> SandboxVM:
         vm = SandboxVM(self.vm_config())
         self._vm = vm
-        await vm.start()
+        early, SandboxKernel.early_restore = SandboxKernel.early_restore, None
+        await vm.start(early=early)
         self.log.info("sandbox VM ready in %.2f s (%s, %s)", vm.boot_seconds or 0,
                       vm.accel, vm.started_from)
         return vm
@@ -105,7 +111,8 @@ class SandboxKernel(Kernel):
         assert self._loop is not None
         if asyncio.get_running_loop() is self._loop:
             return await work
-        future = asyncio.run_coroutine_threadsafe(work, self._loop)  # type: ignore[arg-type]
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+            work, self._loop)  # type: ignore[arg-type]
         return await asyncio.wrap_future(future)
 
     def _interrupt_guest(self) -> None:
@@ -114,6 +121,11 @@ class SandboxKernel(Kernel):
                 self._vm.interrupt()
 
     # --- helpers --------------------------------------------------------------------------------
+    @property
+    def _session(self) -> Any:
+        assert self.session is not None, "the kernel app sets the session before any message"
+        return self.session
+
     def _publish(self, msg_type: str, content: dict[str, Any], **extra: Any) -> None:
         self.send_response(self.iopub_socket, msg_type, content, **extra)
 
@@ -206,7 +218,7 @@ class SandboxKernel(Kernel):
             content["target_name"] = event.target_name or ""
             if event.target_module:
                 content["target_module"] = event.target_module
-        self.session.send(self.iopub_socket, event.kind, content, self.get_parent("shell"),
+        self._session.send(self.iopub_socket, event.kind, content, self.get_parent("shell"),
                           metadata=event.metadata, buffers=list(event.buffers) or None)
 
     def _execute_reply(self, done: p.ExecutionComplete) -> dict[str, Any]:
@@ -262,7 +274,7 @@ class SandboxKernel(Kernel):
         target = parent["content"].get("target_name")
         reply = await self._ask(p.CommInfo(id=0, target_name=target))
         comms = reply.comms if isinstance(reply, p.CommInfoReply) else {}
-        self.session.send(stream, "comm_info_reply", {"status": "ok", "comms": comms}, parent,
+        self._session.send(stream, "comm_info_reply", {"status": "ok", "comms": comms}, parent,
                           ident)
 
     async def _comm_from_frontend(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
@@ -291,7 +303,7 @@ class SandboxKernel(Kernel):
     # --- control --------------------------------------------------------------------------------
     async def interrupt_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         self._call_on_loop(self._interrupt_guest)
-        self.session.send(stream, "interrupt_reply", {"status": "ok"}, parent, ident=ident)
+        self._session.send(stream, "interrupt_reply", {"status": "ok"}, parent, ident=ident)
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:
         # A restart is a new kernel process (jupyter_client starts one), so a new VM too.

@@ -3,21 +3,25 @@
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
+
+from qemu.qmp import QMPClient
 
 from sandbox_kernel import paths
 from sandbox_kernel import protocol as p
 from sandbox_kernel.channel import ChannelClosed, DualPortChannel
 from sandbox_kernel.errors import SandboxError, VMDied, VMStartError
 from sandbox_kernel.image.store import ImagePaths, require_image
-from sandbox_kernel.vm import process
+from sandbox_kernel.vm import snapshot
 from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.process import QemuProcess
 from sandbox_kernel.vm.qemu import RunDir, command_line
 
 log = logging.getLogger(__name__)
@@ -42,11 +46,14 @@ class SandboxVM:
         self.config = config or VMConfig()
         self.accel = accel  # None: chosen at start
         self.image: ImagePaths | None = None
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: QemuProcess | None = None
         self.channel: DualPortChannel | None = None
         self.run: RunDir | None = None
         self.boot_seconds: float | None = None
         self.started_from: Literal["cold", "snapshot"] = "cold"
+        self._qmp: QMPClient | None = None
+        self._stage = "booting"
+        self._timeout = self.config.boot_timeout_s
 
     async def __aenter__(self) -> "SandboxVM":
         await self.start()
@@ -57,17 +64,38 @@ class SandboxVM:
         await self.stop()
 
     # --- start ------------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, early: "snapshot.EarlyRestore | None" = None) -> None:
+        """Boots, or restores a snapshot (``early``: one already started by the caller)."""
         started = time.monotonic()
+        if early is not None and early.matches(self.config):
+            self.image, self.accel = early.image, early.accel
+            if await self._try_restore(early.snap, early):
+                self.boot_seconds = time.monotonic() - started
+                return
+        elif early is not None:
+            early.discard()
         self.image = await asyncio.to_thread(require_image, self.config.image)
         if self.accel is None:
             from sandbox_kernel.vm.accel import choose_accelerator
 
             self.accel = (await choose_accelerator(self.config, self.image)).accel
+        snap = None
+        if self.config.snapshots:
+            snap = snapshot.snapshot_for(self.config, self.image, self.accel)
+            if snap.exists() and await self._try_restore(snap):
+                self.boot_seconds = time.monotonic() - started
+                return
+        await self._cold_boot(self.image, self.accel)
+        if snap is not None and not snap.exists():
+            await snapshot.capture(self, snap)
+        self.boot_seconds = time.monotonic() - started
+
+    async def _cold_boot(self, image: ImagePaths, accel: str) -> None:
         failure: VMStartError | None = None
         for attempt in range(1, self.config.boot_attempts + 1):
             try:
-                await self._boot(self.image, self.accel)
+                self._launch(command_line(self.config, image, accel, self._new_run_dir()))
+                await self._until_ready(self._wait_for_agent)
             except VMStartError as exc:
                 failure = exc
                 log.warning("boot attempt %d failed: %s", attempt, exc.reason)
@@ -75,20 +103,83 @@ class SandboxVM:
                 if "KVM" in exc.reason:
                     break  # retrying a broken accelerator does not help
             else:
-                self.boot_seconds = time.monotonic() - started
+                self.started_from = "cold"
                 return
         assert failure is not None
         raise failure
 
-    async def _boot(self, image: ImagePaths, accel: str, incoming: str | None = None) -> None:
-        run = self.run = RunDir(Path(tempfile.mkdtemp(prefix="sandbox-vm-")))
-        cmd = command_line(self.config, image, accel, run, incoming)
-        self.proc = await process.spawn(cmd, run.qemu_log)
-        self.channel = DualPortChannel(run.cmd_socket, run.evt_socket, peer=self.proc.pid)
-        deadline = asyncio.get_running_loop().time() + self.config.boot_timeout_s
+    async def _try_restore(self, snap: "snapshot.SnapshotPaths",
+                           early: "snapshot.EarlyRestore | None" = None) -> bool:
+        # A restore normally takes well under a second, so it gets a short deadline and one
+        # retry; a snapshot QEMU cannot load is deleted, and the caller boots cold.
+        for attempt in (1, 2):
+            try:
+                if early is not None and attempt == 1:
+                    self.proc, self.run = early.proc, early.run
+                    self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
+                                                   peer=self.proc.pid)
+                else:
+                    assert self.image is not None and self.accel is not None
+                    self._launch(command_line(self.config, self.image, self.accel,
+                                              self._new_run_dir(), snap.incoming()))
+                await self._until_ready(self._resume_restored, self.config.restore_timeout_s)
+            except SandboxError as exc:
+                unloadable = self.proc is not None and self.proc.returncode is not None
+                log.warning("snapshot restore failed (attempt %d, while %s): %s", attempt,
+                            self._stage, str(exc).splitlines()[0])
+                await self._teardown()
+                if unloadable or "loading the snapshot" in str(exc):
+                    snap.discard()
+                    break
+                continue
+            self.started_from = "snapshot"
+            return True
+        log.warning("booting cold instead of restoring the snapshot")
+        return False
+
+    def _new_run_dir(self) -> RunDir:
+        self.run = RunDir(Path(tempfile.mkdtemp(prefix="sandbox-vm-")))
+        return self.run
+
+    def _launch(self, cmd: list[str]) -> None:
+        assert self.run is not None
+        self.proc = QemuProcess(cmd, self.run.qemu_log)
+        self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
+                                       peer=self.proc.pid)
+
+    async def _until_ready(self, then: Any, limit_s: float | None = None) -> None:
+        assert self.channel is not None
+        self._timeout = limit_s or self.config.boot_timeout_s
+        deadline = asyncio.get_running_loop().time() + self._timeout
         await self._guarded(self._connect(self.channel), deadline)
-        if incoming is None:
-            await self._guarded(self._wait_for_agent(self.channel), deadline)
+        await self._guarded(then(self.channel), deadline)
+
+    async def _resume_restored(self, channel: DualPortChannel) -> None:
+        self._stage = "loading the snapshot"
+        qmp = await self.qmp()
+        # The sockets are connected (above) before the guest runs again.
+        # QMP has no "loaded" future to await; its status is the documented thing to poll.
+        while (status := await self._run_state()) == "inmigrate":  # noqa: ASYNC110
+            await asyncio.sleep(0.003)
+        if status not in ("paused", "postmigrate", "running", "prelaunch"):
+            raise VMStartError(f"loading the snapshot left the VM {status}")
+        self._stage = "resuming the guest"
+        if status != "running":
+            await qmp.execute("cont")
+        self._stage = "waiting for the agent"
+        await self._wait_for_agent(channel)
+        self._stage = "reseeding"
+        await self.reseed()
+
+    async def _run_state(self) -> str:
+        reply = await (await self.qmp()).execute("query-status")
+        return str(reply["status"]) if isinstance(reply, dict) else ""
+
+    async def reseed(self) -> None:
+        """A restored guest has the saved RNG state and clock: give it fresh ones."""
+        reply = await self.request(p.Reseed, entropy=os.urandom(64), wall_time=time.time())
+        if not isinstance(reply, p.Ack):
+            raise SandboxError(f"the guest could not reseed: {reply}")
 
     async def _guarded(self, work: Awaitable[T], deadline: float) -> T:
         """``work``, unless QEMU exits or the boot deadline passes first."""
@@ -114,14 +205,13 @@ class SandboxVM:
                 raise self._start_error(f"the guest channel closed ({exc})") from None
         if died in done:
             raise self._start_error(f"QEMU exited with code {self.proc.returncode}")
-        raise self._start_error(
-            f"the guest agent did not answer within {self.config.boot_timeout_s:.0f} s")
+        raise self._start_error(f"the guest agent did not answer within {self._timeout:.0f} s")
 
     def _start_error(self, reason: str) -> VMStartError:
         assert self.run is not None
         qemu_out = _tail(self.run.qemu_log, 2000).strip()
-        if _KVM_FAILURE in qemu_out:
-            reason = f"KVM is broken on this host ({_KVM_FAILURE})"
+        if _KVM_FAILURE in qemu_out or "failed to set MSR" in qemu_out:
+            reason = f"KVM does not work on this host ({qemu_out.splitlines()[0]})"
         elif qemu_out:
             reason += f"; QEMU said: {qemu_out.splitlines()[-1]}"
         kept = self._keep_console_log()
@@ -146,11 +236,11 @@ class SandboxVM:
                 await channel.connect()
                 return
             except (FileNotFoundError, ConnectionRefusedError):
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.002)
 
     async def _wait_for_agent(self, channel: DualPortChannel) -> p.Pong:
         # A line sent before the guest opened its port may be lost, so ping with backoff.
-        delay = 0.05
+        delay = 0.02
         while True:
             if self.run is not None and _KVM_FAILURE in _tail(self.run.qemu_log, 2000):
                 raise self._start_error("KVM failed")
@@ -162,6 +252,14 @@ class SandboxVM:
                 continue
             if isinstance(reply, p.Pong):
                 return reply
+
+    async def qmp(self) -> QMPClient:
+        if self._qmp is None:
+            assert self.run is not None
+            client = QMPClient("sandbox-vm")
+            await client.connect(str(self.run.qmp_socket))
+            self._qmp = client
+        return self._qmp
 
     # --- use --------------------------------------------------------------------------------
     def _require_channel(self) -> DualPortChannel:
@@ -194,8 +292,12 @@ class SandboxVM:
         await self._teardown()
 
     async def _teardown(self) -> None:
+        if self._qmp is not None:
+            with contextlib.suppress(Exception):
+                await self._qmp.disconnect()
+            self._qmp = None
         if self.proc is not None:
-            await process.terminate(self.proc)
+            await self.proc.terminate()
         if self.channel is not None:
             await self.channel.close()
             self.channel = None

@@ -1,4 +1,8 @@
-"""Starting and reaping QEMU: its own session, and it dies with us."""
+"""Starting and reaping QEMU: its own session, and it dies with us.
+
+QEMU is started with a plain ``Popen`` (so that it can be started before any event loop
+exists, while the kernel process is still importing) and awaited through a pidfd.
+"""
 
 import asyncio
 import contextlib
@@ -18,24 +22,50 @@ def _child_setup(parent: int) -> None:
         os._exit(1)
 
 
-async def spawn(cmd: list[str], log: Path) -> asyncio.subprocess.Process:
-    """A new session keeps Jupyter's SIGINT to the kernel's process group away from QEMU."""
-    parent = os.getpid()
-    with log.open("wb") as out:
-        return await asyncio.create_subprocess_exec(
-            *cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=lambda: _child_setup(parent),
-        )
+class QemuProcess:
+    def __init__(self, cmd: list[str], log: Path) -> None:
+        """A new session keeps Jupyter's SIGINT to the kernel's process group away from QEMU."""
+        parent = os.getpid()
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=lambda: _child_setup(parent),
+            )
+        self.pid = self.popen.pid
 
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
 
-async def terminate(proc: asyncio.subprocess.Process, grace_s: float = 2.0) -> int:
-    """SIGTERM, then SIGKILL; always reaps."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
+    async def wait(self) -> int:
+        if (code := self.popen.poll()) is not None:
+            return code
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+        fd = os.pidfd_open(self.pid)
+
+        def on_exit() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(fd, on_exit)
         try:
-            await asyncio.wait_for(proc.wait(), grace_s)
-        except TimeoutError:
+            await exited
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        return self.popen.wait()
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-    return await proc.wait()
+                self.popen.send_signal(sig)
+
+    async def terminate(self, grace_s: float = 2.0) -> int:
+        """SIGTERM, then SIGKILL; always reaps."""
+        self.signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.wait(), grace_s)
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
+            return await self.wait()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from sandbox_kernel import protocol as p
+from sandbox_kernel.constants import CMD_PORT, EVT_PORT
 from sandbox_kernel.errors import QemuNotFound
 from sandbox_kernel.image.store import ImagePaths
 from sandbox_kernel.vm.config import VMConfig
@@ -93,9 +93,9 @@ def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
         "-device", "virtio-rng-device",
         "-device", "virtio-serial-device,id=vs",
         "-chardev", f"socket,id=cmd,path={run.cmd_socket},server=on,wait=off",
-        "-device", f"virtserialport,bus=vs.0,chardev=cmd,name={p.CMD_PORT}",
+        "-device", f"virtserialport,bus=vs.0,chardev=cmd,name={CMD_PORT}",
         "-chardev", f"socket,id=evt,path={run.evt_socket},server=on,wait=off",
-        "-device", f"virtserialport,bus=vs.0,chardev=evt,name={p.EVT_PORT}",
+        "-device", f"virtserialport,bus=vs.0,chardev=evt,name={EVT_PORT}",
         "-qmp", f"unix:{run.qmp_socket},server=on,wait=off",
     ]
     if incoming is not None:
