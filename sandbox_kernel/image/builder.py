@@ -92,6 +92,10 @@ def build_initramfs(img: ImagePaths) -> Path:
     target = img.initramfs()
     initramfs.build(target, img.busybox, [img.modules / name for name in order],
                     bytes.fromhex(manifest["guest_python_magic"]))
+    # Older agents' initramfs files are dead weight; a running QEMU has already read its own.
+    for old in img.folder.glob("initramfs-*.cpio"):
+        if old != target:
+            old.unlink(missing_ok=True)
     return target
 
 

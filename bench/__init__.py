@@ -1,0 +1,1 @@
+"""Benchmarks: the sandbox kernel side by side with stock ipykernel (``python -m bench``)."""

@@ -1,0 +1,113 @@
+"""``python -m bench [--quick]``: the sandbox kernel next to stock ipykernel; writes
+bench/results.json and prints a table of figures and sandbox/ipykernel ratios."""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import kernels as k
+from bench.density import max_concurrent
+
+RESULTS = Path(__file__).parent / "results.json"
+
+
+def _host() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}"
+
+
+def _accel() -> str:
+    from sandbox_kernel.vm.accel import choose_accelerator
+    from sandbox_kernel.vm.config import VMConfig
+
+    return asyncio.run(choose_accelerator(VMConfig())).accel
+
+
+def run(quick: bool) -> dict[str, Any]:
+    starts = 3 if quick else 5
+    cells = 200
+    megabytes = 10 if quick else 50
+    interrupts = 10
+    density = 10 if quick else 30
+    r: dict[str, Any] = {"quick": quick, "accel": _accel(), "host": _host(),
+                         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    print("start times ...", flush=True)
+    k.time_to_first_result(k.SANDBOX)  # makes sure a snapshot exists
+    r["ipykernel_start_s"] = k.median([k.time_to_first_result(k.IPYKERNEL)
+                                       for _ in range(starts)])
+    r["sandbox_snapshot_start_s"] = k.median([k.time_to_first_result(k.SANDBOX)
+                                              for _ in range(starts)])
+    r["sandbox_cold_start_s"] = k.median([
+        k.time_to_first_result(k.SANDBOX, {"SANDBOX_KERNEL_SNAPSHOTS": "0"})
+        for _ in range(starts)])
+
+    for name, prefix in ((k.IPYKERNEL, "ipykernel"), (k.SANDBOX, "sandbox")):
+        print(f"{prefix}: cells, stdout, interrupt, memory, restart ...", flush=True)
+        with k.kernel(name) as (km, kc):
+            trips = k.cell_round_trips(kc, cells)
+            r[f"{prefix}_cell_p50_ms"] = k.percentile(trips, 0.5) * 1e3
+            r[f"{prefix}_cell_p90_ms"] = k.percentile(trips, 0.9) * 1e3
+            r[f"{prefix}_stdout_MBps"] = k.stdout_throughput(kc, megabytes)
+            r[f"{prefix}_interrupt_p50_ms"] = k.median(
+                k.interrupt_latencies(km, kc, interrupts)) * 1e3
+            time.sleep(1.0)  # idle
+            rss, pss = k.kernel_memory_mb(km)
+            r[f"{prefix}_idle_rss_MB"], r[f"{prefix}_idle_pss_MB"] = rss, pss
+            r[f"{prefix}_restart_s"] = k.restart_time(km, kc)
+
+    print(f"density: {density} sandbox kernels at once ...", flush=True)
+    answered, seconds = asyncio.run(max_concurrent(density))
+    r["sandbox_max_concurrent"] = answered
+    r["sandbox_density_tried"] = density
+    r["sandbox_density_seconds"] = seconds
+    return r
+
+
+ROWS = [
+    ("start to first result", "s", "ipykernel_start_s", "sandbox_snapshot_start_s"),
+    ("  cold start (no snapshot)", "s", "ipykernel_start_s", "sandbox_cold_start_s"),
+    ("trivial cell p50", "ms", "ipykernel_cell_p50_ms", "sandbox_cell_p50_ms"),
+    ("trivial cell p90", "ms", "ipykernel_cell_p90_ms", "sandbox_cell_p90_ms"),
+    ("stdout throughput", "MB/s", "ipykernel_stdout_MBps", "sandbox_stdout_MBps"),
+    ("interrupt to reply p50", "ms", "ipykernel_interrupt_p50_ms", "sandbox_interrupt_p50_ms"),
+    ("restart to first result", "s", "ipykernel_restart_s", "sandbox_restart_s"),
+    ("idle memory RSS", "MB", "ipykernel_idle_rss_MB", "sandbox_idle_rss_MB"),
+    ("idle memory PSS", "MB", "ipykernel_idle_pss_MB", "sandbox_idle_pss_MB"),
+]
+
+
+def table(r: dict[str, Any]) -> str:
+    lines = [f"accel: {r['accel']}; host: {r['host']}; {r['when']}"
+             f"{' (quick)' if r['quick'] else ''}", "",
+             "| measure | unit | ipykernel | sandbox | sandbox / ipykernel |",
+             "|---|---|---:|---:|---:|"]
+    for label, unit, base, ours in ROWS:
+        a, b = r.get(base), r.get(ours)
+        ratio = f"{b / a:.2f}x" if a and b is not None else "-"
+        lines.append(f"| {label} | {unit} | {a:.3g} | {b:.3g} | {ratio} |")
+    lines.append(f"| kernels answering at once | count | - | {r['sandbox_max_concurrent']} of "
+                 f"{r['sandbox_density_tried']} | - |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer runs, 10 MB, 10 kernels")
+    args = parser.parse_args()
+    results = run(args.quick)
+    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    print()
+    print(table(results))
+    print(f"\nwritten to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
