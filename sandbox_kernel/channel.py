@@ -15,8 +15,6 @@ import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from sandbox_kernel import protocol as p
 from sandbox_kernel.errors import ProtocolError, SandboxError
 
@@ -150,9 +148,9 @@ class DualPortChannel:
         if not line.strip():
             return
         try:
-            event = p.EVENT_ADAPTER.validate_json(line)
-        except ValidationError as exc:
-            self._protocol_error(f"invalid message from the guest: {exc.errors()[0]['msg']}"
+            event = p.parse_event(line)
+        except p.MessageError as exc:
+            self._protocol_error(f"invalid message from the guest: {str(exc)[:300]}"
                                  f" in {line[:120]!r}")
             return
         queue = self._streams.get(event.id)

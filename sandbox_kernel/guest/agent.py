@@ -8,7 +8,6 @@ checked and forwarded after any output written before them, so order is kept.
 import ctypes
 import fcntl
 import os
-import resource
 import select
 import signal
 import socket
@@ -18,44 +17,22 @@ import threading
 import time
 from collections import deque
 
-from pydantic import ValidationError
-
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
 from sandbox_kernel.guest.outputs import StreamChunker
 from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port
+from sandbox_kernel.guest.spawn import PATH, WorkerProcess, spawn_worker
 
-USER_UID = 1000
-USER_HOME = "/home/user"
-PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-_F_SETPIPE_SZ = 1031
 _RNDRESEEDCRNG = 0x5207
-_PR_SET_NO_NEW_PRIVS = 38
 _RB_POWER_OFF = 0x4321FEDC
-_MAX_USER_PROCESSES = 1024
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _drop_privileges() -> None:
-    """Runs in the worker child after setuid: no way back up, and a bounded process count."""
-    _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    resource.setrlimit(resource.RLIMIT_NPROC, (_MAX_USER_PROCESSES, _MAX_USER_PROCESSES))
-
-
-def _pipe(size: int = 1 << 20) -> tuple[int, int]:
-    r, w = os.pipe()
-    try:
-        fcntl.fcntl(r, _F_SETPIPE_SZ, size)
-    except OSError:
-        pass
-    return r, w
 
 
 class Worker:
     """One unprivileged Python process hosting the IPython shell."""
 
-    def __init__(self, agent: "Agent") -> None:
+    def __init__(self, agent: "Agent", first: WorkerProcess | None = None) -> None:
         self.agent = agent
         self.ready = threading.Event()
         self.inflight: deque[int] = deque()  # ids handed to the worker, answered in order
@@ -63,28 +40,14 @@ class Worker:
         self._lock = threading.Lock()
         self._swap = threading.Lock()  # held while the worker's pipes are replaced
         self.proc: subprocess.Popen[bytes] | None = None
-        self._start()
+        self._start(first)
 
-    def _start(self) -> None:
+    def _start(self, spawned: WorkerProcess | None = None) -> None:
         self.ready.clear()
-        req_r, self.req_w = _pipe()
-        self.msg_r, msg_w = _pipe()
-        self.out_r, out_w = _pipe()
-        self.err_r, err_w = _pipe()
-        env = {
-            "HOME": USER_HOME, "USER": "user", "LOGNAME": "user", "PATH": PATH,
-            "LANG": "C.UTF-8", "TERM": "xterm-256color", "PYTHONPATH": "/opt/sandbox",
-            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            "SANDBOX_REQ_FD": str(req_r), "SANDBOX_MSG_FD": str(msg_w),
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from sandbox_kernel.guest.worker import main; main()"],
-            stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, msg_w),
-            env=env, cwd=USER_HOME, user=USER_UID, group=USER_UID, extra_groups=[],
-            start_new_session=True, preexec_fn=_drop_privileges,
-        )
-        for fd in (req_r, msg_w, out_w, err_w):
-            os.close(fd)
+        spawned = spawned or spawn_worker()
+        self.proc = spawned.proc
+        self.req_w, self.msg_r = spawned.req_w, spawned.msg_r
+        self.out_r, self.err_r = spawned.out_r, spawned.err_r
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
     def submit(self, request_id: int | None, line: bytes) -> None:
@@ -163,8 +126,8 @@ class Worker:
 
     def _forward(self, line: bytes) -> None:
         try:
-            event = p.EVENT_ADAPTER.validate_json(line)
-        except ValidationError as exc:
+            event = p.parse_event(line)
+        except p.MessageError as exc:
             self.agent.send(p.AgentError(id=self._current_id(), error_type="BadWorkerMessage",
                                          message=str(exc)[:2000]))
             return
@@ -199,11 +162,11 @@ class Worker:
 
 
 class Agent:
-    def __init__(self) -> None:
+    def __init__(self, first: WorkerProcess | None = None) -> None:
         self.stopping = False
         self.cmd = CommandPort(find_port(p.CMD_PORT), p.MAX_LINE_BYTES)
         self.evt = EventPort(find_port(p.EVT_PORT))
-        self.worker = Worker(self)
+        self.worker = Worker(self, first)
 
     def send(self, event: p.Message) -> None:
         self.evt.send(p.encode(event))
@@ -225,8 +188,8 @@ class Agent:
                                        message=f"a request exceeded {p.MAX_LINE_BYTES} bytes"))
                 continue
             try:
-                request = p.REQUEST_ADAPTER.validate_json(line)
-            except ValidationError as exc:
+                request = p.parse_request(line)
+            except p.MessageError as exc:
                 self.send(p.AgentError(id=0, error_type="BadRequest", message=str(exc)[:2000]))
                 continue
             try:
@@ -307,7 +270,7 @@ def _reap_orphans() -> None:
 AGENT: Agent | None = None
 
 
-def main() -> None:
+def main(first: WorkerProcess | None = None) -> None:
     global AGENT
     os.environ.update(PATH=PATH, HOME="/root", LANG="C.UTF-8")
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})  # taken by sigtimedwait()
@@ -315,7 +278,7 @@ def main() -> None:
         socket.sethostname("sandbox")
         threading.Thread(target=_reap_orphans, daemon=True).start()
     try:
-        AGENT = Agent()
+        AGENT = Agent(first)
         AGENT.serve()
     except BaseException:
         import traceback

@@ -12,8 +12,6 @@ import time
 from collections import deque
 from typing import Any
 
-from pydantic import ValidationError
-
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
 
@@ -114,8 +112,8 @@ class WorkerChannel:
             if not line:
                 raise EOFError
             try:
-                return p.REQUEST_ADAPTER.validate_json(line)
-            except ValidationError:
+                return p.parse_request(line)
+            except p.MessageError:
                 continue  # the agent validated it already; nothing sensible to answer
 
 

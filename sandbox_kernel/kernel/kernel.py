@@ -42,7 +42,7 @@ class SandboxKernel(Kernel):
     help_links = [{"text": "Python", "url": "https://docs.python.org/3.11/"}]  # noqa: RUF012
 
     memory_mb = Int(1024, help="Guest memory in MiB").tag(config=True)
-    cpus = Int(1, help="Guest vCPUs").tag(config=True)
+    cpus = Int(2, help="Guest vCPUs").tag(config=True)
     accel = Enum(["auto", "kvm", "tcg"], default_value=None, allow_none=True,
                  help="Accelerator; auto probes KVM once and falls back to TCG").tag(config=True)
     snapshots = Bool(None, allow_none=True,

@@ -16,7 +16,7 @@ def _env_bool(name: str, default: bool) -> bool:
 class VMConfig:
     image: str = "default"
     memory_mb: int = 1024
-    cpus: int = 1
+    cpus: int = 2  # two vCPUs let the agent and the worker start side by side under TCG
     accel: Accel = field(
         default_factory=lambda: os.environ.get("SANDBOX_KERNEL_ACCEL", "auto"))  # type: ignore
     snapshots: bool = field(default_factory=lambda: _env_bool("SANDBOX_KERNEL_SNAPSHOTS", True))

@@ -1,18 +1,17 @@
 import pytest
-from pydantic import ValidationError
 
 from sandbox_kernel import protocol as p
 
 
 def test_requests_round_trip_through_the_discriminated_union() -> None:
     sent = p.Execute(id=7, code="print(1)", silent=True, user_expressions={"a": "1+1"})
-    back = p.REQUEST_ADAPTER.validate_json(p.encode(sent))
+    back = p.parse_request(p.encode(sent))
     assert back == sent
 
 
 def test_events_round_trip_including_binary_comm_buffers() -> None:
     sent = p.CommEvent(id=3, kind="comm_msg", comm_id="c1", buffers=[b"\x00\xff"])
-    back = p.EVENT_ADAPTER.validate_json(p.encode(sent))
+    back = p.parse_event(p.encode(sent))
     assert isinstance(back, p.CommEvent)
     assert back.buffers == [b"\x00\xff"]
 
@@ -30,10 +29,22 @@ def test_encoding_is_one_line() -> None:
     b"not json",
 ])
 def test_invalid_requests_are_rejected(raw: bytes) -> None:
-    with pytest.raises(ValidationError):
-        p.REQUEST_ADAPTER.validate_json(raw)
+    with pytest.raises(p.MessageError):
+        p.parse_request(raw)
 
 
 def test_final_events_end_streams() -> None:
     assert isinstance(p.ExecutionComplete(id=1, status="ok"), p.FINAL_EVENTS)
     assert not isinstance(p.OutputChunk(id=1, name="stdout", text=""), p.FINAL_EVENTS)
+
+
+def test_every_union_member_is_reachable_by_its_type() -> None:
+    assert set(p.REQUESTS) >= {"ping", "execute", "interrupt", "input_reply", "shutdown"}
+    assert set(p.EVENTS) >= {"pong", "output", "complete", "display_data", "agent_error"}
+    for name, model in {**p.REQUESTS, **p.EVENTS}.items():
+        assert model.model_fields["type"].default == name
+
+
+def test_an_event_is_not_a_request() -> None:
+    with pytest.raises(p.MessageError):
+        p.parse_request(p.encode(p.Pong(id=1, agent_version="x")))

@@ -1,0 +1,63 @@
+"""Starting the worker process. Standard library only: PID 1 starts the worker before it
+imports anything slow, so that the two start up side by side."""
+
+import ctypes
+import fcntl
+import os
+import resource
+import subprocess
+import sys
+from dataclasses import dataclass
+
+USER_UID = 1000
+USER_HOME = "/home/user"
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+_F_SETPIPE_SZ = 1031
+_PR_SET_NO_NEW_PRIVS = 38
+_MAX_USER_PROCESSES = 1024
+
+
+def _drop_privileges() -> None:
+    """Runs in the worker child after setuid: no way back up, and a bounded process count."""
+    ctypes.CDLL(None).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    resource.setrlimit(resource.RLIMIT_NPROC, (_MAX_USER_PROCESSES, _MAX_USER_PROCESSES))
+
+
+def _pipe(size: int = 1 << 20) -> tuple[int, int]:
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(r, _F_SETPIPE_SZ, size)
+    except OSError:
+        pass
+    return r, w
+
+
+@dataclass
+class WorkerProcess:
+    proc: "subprocess.Popen[bytes]"
+    req_w: int  # requests to the worker
+    msg_r: int  # its structured events
+    out_r: int  # its stdout
+    err_r: int  # its stderr
+
+
+def spawn_worker() -> WorkerProcess:
+    req_r, req_w = _pipe()
+    msg_r, msg_w = _pipe()
+    out_r, out_w = _pipe()
+    err_r, err_w = _pipe()
+    env = {
+        "HOME": USER_HOME, "USER": "user", "LOGNAME": "user", "PATH": PATH,
+        "LANG": "C.UTF-8", "TERM": "xterm-256color", "PYTHONPATH": "/opt/sandbox",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "SANDBOX_REQ_FD": str(req_r), "SANDBOX_MSG_FD": str(msg_w),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from sandbox_kernel.guest.worker import main; main()"],
+        stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, msg_w),
+        env=env, cwd=USER_HOME, user=USER_UID, group=USER_UID, extra_groups=[],
+        start_new_session=True, preexec_fn=_drop_privileges,
+    )
+    for fd in (req_r, msg_w, out_w, err_w):
+        os.close(fd)
+    return WorkerProcess(proc, req_w, msg_r, out_r, err_r)
