@@ -10,7 +10,6 @@ import fcntl
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -275,7 +274,6 @@ def main(first: WorkerProcess | None = None) -> None:
     os.environ.update(PATH=PATH, HOME="/root", LANG="C.UTF-8")
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})  # taken by sigtimedwait()
     if os.getpid() == 1:
-        socket.sethostname("sandbox")
         threading.Thread(target=_reap_orphans, daemon=True).start()
     try:
         AGENT = Agent(first)

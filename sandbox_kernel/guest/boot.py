@@ -6,6 +6,10 @@ sys.path.insert(0, "/opt/sandbox")
 
 
 def main() -> None:
+    import socket
+
+    # Before any process can cache uname() (platform does).
+    socket.sethostname("sandbox")
     from sandbox_kernel.guest.spawn import spawn_worker
 
     first = spawn_worker()

@@ -21,6 +21,7 @@ class VMConfig:
         default_factory=lambda: os.environ.get("SANDBOX_KERNEL_ACCEL", "auto"))  # type: ignore
     snapshots: bool = field(default_factory=lambda: _env_bool("SANDBOX_KERNEL_SNAPSHOTS", True))
     qemu_binary: str = "qemu-system-x86_64"
+    tcg_cache_mb: int = 64
     tmp_size: str = "256m"
     home_size: str = "256m"
     # One deadline per boot attempt, and a retry: about one TCG boot in 30 hangs.
@@ -36,5 +37,5 @@ class VMConfig:
 
     def machine_key(self) -> dict[str, object]:
         """What a memory snapshot depends on."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name in ("image", "memory_mb", "cpus", "tmp_size", "home_size")}
+        wanted = ("image", "memory_mb", "cpus", "tmp_size", "home_size", "tcg_cache_mb")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in wanted}

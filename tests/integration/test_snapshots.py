@@ -94,7 +94,8 @@ async def test_a_broken_snapshot_falls_back_to_a_cold_boot(
         assert "snapshot restore failed" in caplog.text
         assert "load of migration failed" in caplog.text
         assert "booting cold instead" in caplog.text
-        assert not snapshot_ready.exists(), "a snapshot QEMU cannot load is deleted"
+        # The broken file was deleted, and the cold boot took a whole new one.
+        assert snapshot_ready.state.stat().st_size > len(saved) // 3
     finally:
         if not snapshot_ready.exists():
             snapshot_ready.state.write_bytes(saved)
