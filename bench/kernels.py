@@ -40,13 +40,17 @@ def kernel(name: str, env: dict[str, str] | None = None
         km.shutdown_kernel(now=False)
 
 
-def execute(kc: BlockingKernelClient, code: str, timeout: float = TIMEOUT) -> dict[str, Any]:
-    """Runs ``code`` and waits for its reply; returns the reply's content."""
-    msg_id = kc.execute(code)
+def _reply_to(kc: BlockingKernelClient, msg_id: str, timeout: float = TIMEOUT
+              ) -> dict[str, Any]:
     while True:
         reply = kc.get_shell_msg(timeout=timeout)
         if reply["parent_header"].get("msg_id") == msg_id:
             return dict(reply["content"])
+
+
+def execute(kc: BlockingKernelClient, code: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """Runs ``code`` and waits for its reply; returns the reply's content."""
+    return _reply_to(kc, kc.execute(code), timeout)
 
 
 def drain_iopub(kc: BlockingKernelClient) -> None:
@@ -92,23 +96,29 @@ def stdout_throughput(kc: BlockingKernelClient, megabytes: int) -> float:
         elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
             break
     elapsed = time.perf_counter() - started
+    _reply_to(kc, msg_id)
     assert received == megabytes * 2**20, f"received {received} bytes"
     return megabytes * 2**20 / 1e6 / elapsed
+
+
+def _wait_until_running(kc: BlockingKernelClient, msg_id: str) -> None:
+    while True:
+        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+            return
 
 
 def interrupt_latencies(km: KernelManager, kc: BlockingKernelClient, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         msg_id = kc.execute("while True: pass")
+        _wait_until_running(kc, msg_id)
         time.sleep(0.3)
         started = time.perf_counter()
         km.interrupt_kernel()
-        while True:
-            reply = kc.get_shell_msg(timeout=TIMEOUT)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
+        reply = _reply_to(kc, msg_id)
         times.append(time.perf_counter() - started)
-        assert reply["content"].get("ename") == "KeyboardInterrupt", reply["content"]
+        assert reply.get("ename") == "KeyboardInterrupt", reply
     drain_iopub(kc)
     return times
 

@@ -124,6 +124,7 @@ class Worker:
 
         self.channel = channel
         self.executing = False
+        self.interrupt_pending = False
         self.allow_stdin = False
         from traitlets.config import Config
 
@@ -136,8 +137,11 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_sigint)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
+        # The agent signals only while a request is in flight, so a signal that comes before
+        # the cell's code has started is kept for it rather than lost.
         if self.executing:
             raise KeyboardInterrupt
+        self.interrupt_pending = True
 
     # --- stdin ----------------------------------------------------------------------------
     def _ask(self, prompt: str, password: bool) -> str:
@@ -181,6 +185,7 @@ class Worker:
                 reply = p.AgentError(id=request.id, error_type=type(exc).__name__,
                                      message=str(exc)[:4000])
             self.channel.send(reply)
+            self.interrupt_pending = False
 
     def on_execute(self, req: p.Execute) -> p.ExecutionComplete:
         shell = self.shell
@@ -189,6 +194,8 @@ class Worker:
         started = time.perf_counter()
         self.executing = True
         try:
+            if self.interrupt_pending:
+                raise KeyboardInterrupt
             result = shell.run_cell(req.code, store_history=req.store_history, silent=req.silent)
         except KeyboardInterrupt:
             result = None
@@ -282,6 +289,9 @@ class Worker:
                 importlib.import_module(name)
             except ImportError:
                 pass
+        # Formatting a first traceback imports and compiles a good deal (ultratb, pygments).
+        self.shell.run_cell("raise KeyboardInterrupt", store_history=False, silent=True)
+        self.shell.last_error = None
         gc.collect()
         return p.Ack(id=req.id)
 
