@@ -34,6 +34,29 @@ async def _exec(code: str) -> int:
     return 1
 
 
+async def _boot_times(runs: int) -> int:
+    """Cold boot to agent-ready, and snapshot restore to agent-ready, median of ``runs``."""
+    import statistics
+    import time
+    from dataclasses import replace
+
+    from sandbox_kernel.vm import SandboxVM, VMConfig
+
+    for label, config in (("cold boot", VMConfig(snapshots=False)),
+                          ("snapshot restore", replace(VMConfig(), snapshots=True))):
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            vm = SandboxVM(config)
+            await vm.start()
+            times.append(time.perf_counter() - started)
+            kind = vm.started_from
+            await vm.stop()
+        print(f"{label:17} to agent-ready: median {statistics.median(times):.2f} s "
+              f"(runs: {', '.join(f'{t:.2f}' for t in times)}; last was {kind}; accel {vm.accel})")
+    return 0
+
+
 async def _doctor() -> int:
     from sandbox_kernel.doctor import report
 
@@ -65,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("exec", help="run Python code in a fresh sandbox VM")
     run.add_argument("code")
     sub.add_parser("doctor", help="check QEMU, the accelerator, the image and snapshots")
+    boot = sub.add_parser("boot-time", help="measure cold boot and snapshot restore times")
+    boot.add_argument("--runs", type=int, default=5)
     image = sub.add_parser("image", help="manage the guest image")
     image_sub = image.add_subparsers(dest="image_command", required=True)
     build = image_sub.add_parser("build", help="build the guest image (cached)")
@@ -82,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_exec(args.code))
         if args.command == "doctor":
             return asyncio.run(_doctor())
+        if args.command == "boot-time":
+            return asyncio.run(_boot_times(args.runs))
         if args.command == "image":
             return _image_build(args.recipe, args.force)
         return _install(args)

@@ -5,7 +5,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -138,7 +137,7 @@ class SandboxVM:
         return False
 
     def _new_run_dir(self) -> RunDir:
-        self.run = RunDir(Path(tempfile.mkdtemp(prefix="sandbox-vm-")))
+        self.run = RunDir.create()
         return self.run
 
     def _launch(self, cmd: list[str]) -> None:

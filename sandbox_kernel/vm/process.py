@@ -32,6 +32,7 @@ class QemuProcess:
                 start_new_session=True, preexec_fn=lambda: _child_setup(parent),
             )
         self.pid = self.popen.pid
+        (log.parent / "qemu.pid").write_text(str(self.pid))
 
     @property
     def returncode(self) -> int | None:

@@ -2,6 +2,8 @@
 
 import shutil
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -37,6 +39,34 @@ class RunDir:
     @property
     def qemu_log(self) -> Path:
         return self.path / "qemu.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.path / "qemu.pid"
+
+    @staticmethod
+    def create() -> "RunDir":
+        sweep_stale_run_dirs()
+        return RunDir(Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX)))
+
+
+RUN_DIR_PREFIX = "sandbox-vm-"
+
+
+def sweep_stale_run_dirs(min_age_s: float = 600.0) -> None:
+    """Removes run directories whose QEMU is gone: their kernel was killed (SIGKILL) before
+    it could clean up. QEMU itself died with it (PR_SET_PDEATHSIG)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*"):
+        try:
+            pid = int((folder / "qemu.pid").read_text())
+            gone = not Path(f"/proc/{pid}").exists()
+        except (OSError, ValueError):
+            try:
+                gone = time.time() - folder.stat().st_mtime > min_age_s
+            except OSError:
+                continue
+        if gone:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def qemu_path(binary: str) -> str:

@@ -9,7 +9,6 @@ import os
 import shlex
 import shutil
 import signal
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +133,7 @@ class EarlyRestore:
         snap = snapshot_for(config, image, accel)
         if not snap.exists():
             return None
-        run = RunDir(Path(tempfile.mkdtemp(prefix="sandbox-vm-")))
+        run = RunDir.create()
         proc = QemuProcess(command_line(config, image, accel, run, snap.incoming()), run.qemu_log)
         return cls(config, image, accel, snap, run, proc)
 

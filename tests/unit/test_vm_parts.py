@@ -1,0 +1,51 @@
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox_kernel.image.store import ImagePaths
+from sandbox_kernel.vm import qemu
+from sandbox_kernel.vm.config import VMConfig
+
+
+def test_stale_run_dirs_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu.tempfile, "gettempdir", lambda: str(tmp_path))
+    names = ("dead", "alive", "old", "new")
+    dead, alive, old, fresh = (tmp_path / f"sandbox-vm-{n}" for n in names)
+    for folder in (dead, alive, old, fresh):
+        folder.mkdir()
+    (dead / "qemu.pid").write_text("999999999")
+    (alive / "qemu.pid").write_text(str(os.getpid()))
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    qemu.sweep_stale_run_dirs()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sandbox-vm-alive", "sandbox-vm-new"]
+
+
+def test_command_line_keeps_the_guest_isolated_and_tcg_safe(tmp_path: Path) -> None:
+    image = ImagePaths(tmp_path)
+    (tmp_path / "initramfs-x.cpio").touch()
+    run = qemu.RunDir(tmp_path / "run")
+    cmd = qemu.command_line(VMConfig(accel="tcg"), image, "tcg", run)
+    line = " ".join(cmd)
+    assert "-nic none" in line and "-nodefaults" in line
+    assert "virtio-net" not in line and "-netdev" not in line
+    assert "pic=off" not in line and "pit=off" not in line and "rtc=off" not in line
+    assert "readonly=on" in line and "tcg,tb-size=" in line
+    assert "-incoming" not in cmd
+    restored = qemu.command_line(VMConfig(), image, "tcg", run, incoming="exec:cat x")
+    assert restored[-2:] == ["-incoming", "exec:cat x"]
+
+
+def test_config_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        VMConfig(accel="fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        VMConfig(memory_mb=64)
+
+
+def test_snapshots_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOX_KERNEL_SNAPSHOTS", "off")
+    assert VMConfig().snapshots is False
+    monkeypatch.setenv("SANDBOX_KERNEL_SNAPSHOTS", "1")
+    assert VMConfig().snapshots is True
