@@ -89,20 +89,25 @@ class WorkerChannel:
         self._lock = threading.Lock()
         self.current_id = 0
         self.deferred: deque[Any] = deque()
+        self.sending = False
+        self.after_send: Any = lambda: None
 
     def send(self, event: p.Message) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         line = p.encode(event)
-        # An interrupt must not cut a line in half.
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            with self._lock:
+        # An interrupt must not cut a line in half: the SIGINT handler waits while we write.
+        # (Masking the signal instead would leave it to other threads, and a main thread
+        # blocked on a lock would then never see it.)
+        with self._lock:
+            self.sending = True
+            try:
                 view = memoryview(line)
                 while view:
                     view = view[os.write(self._msg_fd, view):]
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            finally:
+                self.sending = False
+        self.after_send()
 
     def receive(self) -> Any:
         if self.deferred:
@@ -135,13 +140,19 @@ class Worker:
         builtins.input = self._input
         getpass.getpass = self._getpass
         signal.signal(signal.SIGINT, self._on_sigint)
+        channel.after_send = self._deliver_pending_interrupt
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         # The agent signals only while a request is in flight, so a signal that comes before
         # the cell's code has started is kept for it rather than lost.
-        if self.executing:
+        if self.executing and not self.channel.sending:
             raise KeyboardInterrupt
         self.interrupt_pending = True
+
+    def _deliver_pending_interrupt(self) -> None:
+        if self.executing and self.interrupt_pending:
+            self.interrupt_pending = False
+            raise KeyboardInterrupt
 
     # --- stdin ----------------------------------------------------------------------------
     def _ask(self, prompt: str, password: bool) -> str:
