@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 WRITE_QUEUE_DEPTH = 256
 EVENT_QUEUE_DEPTH = 1024
-NUDGE_AFTER_S = 0.25
 _READ_SIZE = 1 << 20
 
 
@@ -201,11 +200,7 @@ class DualPortChannel:
         try:
             self.send(request)
             while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), NUDGE_AFTER_S)
-                except TimeoutError:
-                    self._nudge()
-                    continue
+                item = await queue.get()
                 if isinstance(item, SandboxError):
                     raise item
                 yield item
@@ -213,14 +208,6 @@ class DualPortChannel:
                     return
         finally:
             del self._streams[request_id]
-
-    def _nudge(self) -> None:
-        # QEMU 7.2's virtio-serial can leave the guest's event port throttled after a burst
-        # of output (seen after restores under TCG: the guest's writes block until the host
-        # next writes to the command port). A ping during a quiet spell unblocks it; its pong
-        # has no listener and is dropped.
-        with contextlib.suppress(SandboxError):
-            self.send(p.Ping(id=self.next_id()))
 
     async def request(self, request: p.Message) -> p.Event:
         """Sends ``request`` and returns its final event (others are dropped)."""

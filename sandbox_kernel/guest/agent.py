@@ -86,25 +86,30 @@ class Worker:
         open_fds = {self.msg_r, self.out_r, self.err_r}
         pending = bytearray()
 
+        # Non-blocking throughout: draining stdout before forwarding an event may empty a
+        # pipe that select() reported readable in the same round.
+        for fd in open_fds:
+            os.set_blocking(fd, False)
+
+        def read(fd: int) -> bytes | None:
+            try:
+                return os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return None
+
         def drain_outputs() -> None:
             for fd, chunker in chunkers.items():
-                if fd not in open_fds:
-                    continue
-                os.set_blocking(fd, False)
-                try:
-                    while data := os.read(fd, 1 << 20):
-                        chunker.feed(data)
-                except BlockingIOError:
-                    pass
-                finally:
-                    os.set_blocking(fd, True)
+                while fd in open_fds and (data := read(fd)):
+                    chunker.feed(data)
                 chunker.flush()
 
         while open_fds:
             waits = [d for c in chunkers.values() if (d := c.due_in()) is not None]
             readable, _, _ = select.select(list(open_fds), [], [], min(waits) if waits else None)
             for fd in readable:
-                data = os.read(fd, 1 << 20)
+                data = read(fd)
+                if data is None:
+                    continue
                 if not data:
                     open_fds.discard(fd)
                 elif fd in chunkers:

@@ -124,3 +124,17 @@ async def test_agent_rejects_invalid_requests_without_dying(vm: SandboxVM) -> No
     vm.channel._outbox.put_nowait(b"\xff garbage\n")
     pong = await vm.request(p.Ping)
     assert isinstance(pong, p.Pong)
+
+
+async def test_interrupt_right_after_heavy_output(vm: SandboxVM) -> None:
+    # Regression: draining stdout before an event could empty a pipe that select() had
+    # reported readable, and the agent then blocked reading it: the reply never came.
+    for _ in range(3):
+        out = await run(vm, "import sys\nfor _ in range(8192):\n"
+                            "    sys.stdout.write('y' * 1023 + '\\n')")
+        assert len(out.stdout) == 8 * 2**20
+        execution = asyncio.create_task(run(vm, "while True: pass"))
+        await asyncio.sleep(0.3)
+        vm.interrupt()
+        done = await asyncio.wait_for(execution, 10)
+        assert done.complete.ename == "KeyboardInterrupt"
