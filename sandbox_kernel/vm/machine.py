@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from qemu.qmp import QMPClient
+from qemu.qmp import QMPClient, QMPError
 
 from sandbox_kernel import paths
 from sandbox_kernel import protocol as p
@@ -92,6 +92,7 @@ class SandboxVM:
     async def _cold_boot(self, image: ImagePaths, accel: str) -> None:
         failure: VMStartError | None = None
         for attempt in range(1, self.config.boot_attempts + 1):
+            self._stage = "booting"
             try:
                 self._launch(command_line(self.config, image, accel, self._new_run_dir()))
                 await self._until_ready(self._wait_for_agent)
@@ -198,10 +199,10 @@ class SandboxVM:
         if task in done:
             try:
                 return task.result()
-            except ChannelClosed as exc:
+            except (ChannelClosed, QMPError, ConnectionError, EOFError) as exc:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.proc.wait(), 1.0)
-                raise self._start_error(f"the guest channel closed ({exc})") from None
+                raise self._start_error(f"lost QEMU while {self._stage} ({exc})") from None
         if died in done:
             raise self._start_error(f"QEMU exited with code {self.proc.returncode}")
         raise self._start_error(f"the guest agent did not answer within {self._timeout:.0f} s")
