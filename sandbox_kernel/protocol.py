@@ -7,6 +7,7 @@ it answers (0 for unsolicited events such as ``hello``).
 
 import base64
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -304,15 +305,22 @@ REQUESTS = _by_type(Request)
 EVENTS = _by_type(Event)
 
 
+# What ``encode`` writes first; reading the type from there spares parsing big lines twice.
+# It only picks the model: that model still validates the whole line, type field included.
+_HEAD = re.compile(rb'\{"id":\d+,"type":"([a-z_]+)"')
+
+
 def _parse(raw: bytes | str, models: dict[str, type[Message]]) -> Message:
     """Same checks as validating the discriminated union, but builds only the model used."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    head = _HEAD.match(data)
     try:
-        kind = json.loads(raw)["type"]
+        kind = head.group(1).decode() if head else json.loads(data)["type"]
         model = models[kind]
     except (ValueError, KeyError, TypeError) as exc:
         raise MessageError(f"not a protocol message: {exc!r}") from None
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(data)
     except ValidationError as exc:
         raise MessageError(str(exc)) from None
 

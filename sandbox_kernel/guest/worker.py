@@ -49,17 +49,19 @@ class PipeStream(io.TextIOBase):
         return False
 
     def write(self, text: str) -> int:
-        if not isinstance(text, str):
+        # Hot path: under TCG every Python-level step here costs dearly, so the flusher is
+        # woken only when the buffer goes from empty to not empty.
+        if text.__class__ is not str and not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        n = len(text)
         with self._lock:
             self._parts.append(text)
-            self._size += len(text)
-            big = self._size >= _FLUSH_BYTES
-        if big:
+            size = self._size = self._size + n
+        if size >= _FLUSH_BYTES:
             self.flush()
-        else:
+        elif size == n:
             self._wake.set()
-        return len(text)
+        return n
 
     def flush(self) -> None:
         with self._lock:

@@ -48,3 +48,11 @@ def test_every_union_member_is_reachable_by_its_type() -> None:
 def test_an_event_is_not_a_request() -> None:
     with pytest.raises(p.MessageError):
         p.parse_request(p.encode(p.Pong(id=1, agent_version="x")))
+
+
+def test_a_line_whose_head_lies_about_its_type_is_rejected() -> None:
+    lying = b'{"id":1,"type":"ping","code":"x"}'
+    with pytest.raises(p.MessageError):
+        p.parse_request(lying)
+    reordered = b'{"type":"ping","id":3}'
+    assert p.parse_request(reordered) == p.Ping(id=3)
