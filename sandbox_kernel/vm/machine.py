@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from qemu.qmp import QMPClient, QMPError
+from qemu.qmp import ConnectError, QMPClient, QMPError
 
 from sandbox_kernel import paths
 from sandbox_kernel import protocol as p
@@ -53,6 +53,7 @@ class SandboxVM:
         self._qmp: QMPClient | None = None
         self._stage = "booting"
         self._timeout = self.config.boot_timeout_s
+        self._snapshot_rejected = False
 
     async def __aenter__(self) -> "SandboxVM":
         await self.start()
@@ -124,11 +125,13 @@ class SandboxVM:
                                               self._new_run_dir(), snap.incoming()))
                 await self._until_ready(self._resume_restored, self.config.restore_timeout_s)
             except SandboxError as exc:
-                unloadable = self.proc is not None and self.proc.returncode is not None
+                # QEMU exits when it cannot load the file; then the file itself is bad.
+                unloadable = self._snapshot_rejected or (
+                    self.proc is not None and self.proc.returncode not in (None, 0))
                 log.warning("snapshot restore failed (attempt %d, while %s): %s", attempt,
                             self._stage, str(exc).splitlines()[0])
                 await self._teardown()
-                if unloadable or "loading the snapshot" in str(exc):
+                if unloadable:
                     snap.discard()
                     break
                 continue
@@ -162,6 +165,7 @@ class SandboxVM:
         while (status := await self._run_state()) == "inmigrate":  # noqa: ASYNC110
             await asyncio.sleep(0.003)
         if status not in ("paused", "postmigrate", "running", "prelaunch"):
+            self._snapshot_rejected = True
             raise VMStartError(f"loading the snapshot left the VM {status}")
         self._stage = "resuming the guest"
         if status != "running":
@@ -257,7 +261,17 @@ class SandboxVM:
         if self._qmp is None:
             assert self.run is not None
             client = QMPClient("sandbox-vm")
-            await client.connect(str(self.run.qmp_socket))
+            # The socket file can exist a moment before QEMU listens on it.
+            for _ in range(500):
+                try:
+                    await client.connect(str(self.run.qmp_socket))
+                    break
+                except (ConnectError, OSError):
+                    if self.proc is not None and self.proc.returncode is not None:
+                        raise
+                    await asyncio.sleep(0.005)
+            else:
+                await client.connect(str(self.run.qmp_socket))
             self._qmp = client
         return self._qmp
 
