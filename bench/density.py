@@ -37,4 +37,4 @@ async def max_concurrent(limit: int) -> tuple[int, float]:
     finally:
         for km in managers:
             with contextlib.suppress(Exception):
-                await km.shutdown_kernel(now=True)
+                await km.shutdown_kernel(now=False)

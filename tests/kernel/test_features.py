@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
+from sandbox_kernel.vm.qemu import sweep_stale_run_dirs
 from tests.kernel.conftest import iopub_until_idle, run, start_kernel, stdout_of
 
 Kernel = tuple[KernelManager, BlockingKernelClient]
@@ -294,6 +296,10 @@ def test_qemu_exits_when_the_kernel_process_is_killed() -> None:
     pid = _kernel_pid(km)
     qemu = _qemu_children(pid)
     assert qemu
+    run_dirs = [Path(tempfile.gettempdir(), d.name) for d in Path(tempfile.gettempdir()).iterdir()
+                if d.name.startswith("sandbox-vm-") and (d / "qemu.pid").exists()
+                and int((d / "qemu.pid").read_text()) in qemu]
+    assert run_dirs
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{q}").exists() for q in qemu) and time.monotonic() < deadline:
@@ -302,6 +308,9 @@ def test_qemu_exits_when_the_kernel_process_is_killed() -> None:
     km.cleanup_resources()
     assert not any(Path(f"/proc/{q}/cmdline").exists() and
                    Path(f"/proc/{q}/cmdline").read_bytes() for q in qemu)
+    # A SIGKILLed kernel cannot clean up; the next VM start sweeps what it left.
+    sweep_stale_run_dirs()
+    assert not any(d.exists() for d in run_dirs)
 
 
 def test_a_vm_that_cannot_start_explains_itself_on_the_first_cell() -> None:
