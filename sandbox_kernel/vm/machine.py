@@ -69,7 +69,11 @@ class SandboxVM:
         started = time.monotonic()
         if early is not None and early.matches(self.config):
             self.image, self.accel = early.image, early.accel
-            if await self._try_restore(early.snap, early):
+            if early.snap is not None and await self._try_restore(early.snap, early):
+                self.boot_seconds = time.monotonic() - started
+                return
+            if early.snap is None and await self._adopt_cold_boot(early):
+                await self._capture_if_missing()
                 self.boot_seconds = time.monotonic() - started
                 return
         elif early is not None:
@@ -79,16 +83,35 @@ class SandboxVM:
             from sandbox_kernel.vm.accel import choose_accelerator
 
             self.accel = (await choose_accelerator(self.config, self.image)).accel
-        snap = None
         if self.config.snapshots:
             snap = snapshot.snapshot_for(self.config, self.image, self.accel)
             if snap.exists() and await self._try_restore(snap):
                 self.boot_seconds = time.monotonic() - started
                 return
         await self._cold_boot(self.image, self.accel)
-        if snap is not None and not snap.exists():
-            await snapshot.capture(self, snap)
+        await self._capture_if_missing()
         self.boot_seconds = time.monotonic() - started
+
+    async def _capture_if_missing(self) -> None:
+        assert self.image is not None and self.accel is not None
+        if self.config.snapshots:
+            snap = snapshot.snapshot_for(self.config, self.image, self.accel)
+            if not snap.exists():
+                await snapshot.capture(self, snap)
+
+    async def _adopt_cold_boot(self, early: "snapshot.EarlyRestore") -> bool:
+        """Takes over a cold boot started early; False (and cleaned up) if it did not come up."""
+        self.proc, self.run = early.proc, early.run
+        self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
+                                       peer=self.proc.pid)
+        try:
+            await self._until_ready(self._wait_for_agent)
+        except VMStartError as exc:
+            log.warning("the early boot failed (%s); booting again", exc.reason)
+            await self._teardown()
+            return False
+        self.started_from = "cold"
+        return True
 
     async def _cold_boot(self, image: ImagePaths, accel: str) -> None:
         failure: VMStartError | None = None

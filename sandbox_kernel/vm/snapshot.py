@@ -104,20 +104,19 @@ async def capture(vm: "SandboxVM", snap: SnapshotPaths) -> bool:
 
 @dataclass
 class EarlyRestore:
-    """A restore started before the kernel's imports and event loop, to overlap with them."""
+    """A VM started before the kernel's imports and event loop, to overlap with them: a
+    snapshot restore when one matches, otherwise a cold boot (``snap`` is None)."""
 
     config: VMConfig
     image: ImagePaths
     accel: str
-    snap: SnapshotPaths
+    snap: SnapshotPaths | None
     run: RunDir
     proc: QemuProcess
 
     @classmethod
     def begin(cls, config: VMConfig | None = None) -> "EarlyRestore | None":
         config = config or VMConfig()
-        if not config.snapshots:
-            return None
         image = image_paths(config.image)
         if not image.base_complete() or not image.initramfs().exists():
             return None
@@ -130,15 +129,17 @@ class EarlyRestore:
             accel = verdict.accel
         else:
             accel = config.accel
-        snap = snapshot_for(config, image, accel)
-        if not snap.exists():
-            return None
+        snap: SnapshotPaths | None = snapshot_for(config, image, accel)
+        if not config.snapshots or snap is None or not snap.exists():
+            snap = None
         run = RunDir.create()
-        proc = QemuProcess(command_line(config, image, accel, run, snap.incoming()), run.qemu_log)
+        incoming = snap.incoming() if snap is not None else None
+        proc = QemuProcess(command_line(config, image, accel, run, incoming), run.qemu_log)
         return cls(config, image, accel, snap, run, proc)
 
     def matches(self, config: VMConfig) -> bool:
-        return (config.snapshots and config.machine_key() == self.config.machine_key()
+        return (config.snapshots == self.config.snapshots
+                and config.machine_key() == self.config.machine_key()
                 and config.accel in ("auto", self.accel)
                 and config.qemu_binary == self.config.qemu_binary)
 
