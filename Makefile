@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SK := $(VENV)/bin/sandbox-kernel
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-HOST_TOOLS := qemu-system-x86_64 mkfs.erofs lz4 dpkg-deb apt-get ldconfig
-APT_PACKAGES := qemu-system-x86 erofs-utils lz4 python3-venv
+HOST_TOOLS := qemu-system-x86_64 mkfs.erofs lz4 dpkg-deb apt-get ldconfig pgrep
+APT_PACKAGES := qemu-system-x86 erofs-utils lz4 procps python3-venv
 PYTEST_ARGS ?=
 
 .PHONY: setup host-tools venv image kernelspec demo test lint clean-cache
@@ -14,6 +14,7 @@ setup: host-tools venv image kernelspec
 
 host-tools:
 	@missing=""; for t in $(HOST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing host tools (missing:$$missing)"; \
 	  $(SUDO) apt-get update -q && \

@@ -17,15 +17,11 @@ class ImageNotBuilt(SandboxError):
     def __init__(self, what: str) -> None:
         super().__init__(
             f"The guest image is not built ({what}). Run `sandbox-kernel image build` "
-            "(the first build downloads about 60 MB and takes a few minutes)."
+            "(the first build downloads about 110 MB and takes a minute or two)."
         )
 
 
 class ImageBuildError(SandboxError):
-    pass
-
-
-class AcceleratorUnavailable(SandboxError):
     pass
 
 

@@ -8,7 +8,7 @@ it answers (0 for unsolicited events such as ``hello``).
 import base64
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -297,7 +297,7 @@ FINAL_EVENTS = (Pong, ExecutionComplete, CompleteReply, InspectReply, IsComplete
                 HistoryReply, CommInfoReply, Ack, AgentError)
 
 def _by_type(union: Any) -> dict[str, type[Message]]:
-    members = union.__origin__.__args__  # Annotated[A | B | ..., Field(...)]
+    members = get_args(get_args(union)[0])  # Annotated[A | B | ..., Field(...)]
     return {m.model_fields["type"].default: m for m in members}
 
 
