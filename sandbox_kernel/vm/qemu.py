@@ -102,13 +102,20 @@ def timing_args(accel: str) -> list[str]:
     return [f"tsc_early_khz={khz}", "tsc=reliable"] if khz else []
 
 
+def cpu_model(accel: str) -> str:
+    # "host" trips over MSR 0x10a on nested KVM; "max" is host passthrough there. Under TCG,
+    # hiding ERMS keeps glibc's memcpy and the guest kernel's copies off `rep movsb`, which TCG
+    # runs a byte at a time: copies get about five times faster.
+    return "max,-erms" if accel == "tcg" else "max"
+
+
 def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
                  incoming: str | None = None) -> list[str]:
     # Under TCG, microvm's pic/pit/rtc must stay on: turning them off hangs the guest.
     machine = "microvm,acpi=on,isa-serial=on"
     # A bounded translation cache keeps an idle TCG VM's host memory down (the default is 1 GiB).
     accelerator = f"tcg,tb-size={config.tcg_cache_mb}" if accel == "tcg" else accel
-    cpu = "max"  # "host" trips over MSR 0x10a on nested KVM; max is host passthrough there
+    cpu = cpu_model(accel)
     append = " ".join([
         "console=ttyS0", "quiet", "loglevel=4", "panic=-1", "reboot=t", "random.trust_cpu=on",
         f"sandbox.tmpsize={config.tmp_size}", f"sandbox.homesize={config.home_size}",

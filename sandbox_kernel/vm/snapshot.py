@@ -18,7 +18,7 @@ from sandbox_kernel import paths
 from sandbox_kernel.image.store import ImagePaths, image_paths
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.process import QemuProcess
-from sandbox_kernel.vm.qemu import RunDir, command_line, qemu_version
+from sandbox_kernel.vm.qemu import RunDir, command_line, cpu_model, qemu_version
 
 if TYPE_CHECKING:
     from qemu.qmp import QMPClient
@@ -53,7 +53,8 @@ class SnapshotPaths:
 
 def snapshot_for(config: VMConfig, image: ImagePaths, accel: str) -> SnapshotPaths:
     key = json.dumps({"image": image.image_id, "qemu": qemu_version(config.qemu_binary),
-                      "machine": config.machine_key(), "accel": accel}, sort_keys=True)
+                      "machine": config.machine_key(), "accel": accel,
+                      "cpu": cpu_model(accel)}, sort_keys=True)
     return SnapshotPaths(hashlib.sha256(key.encode()).hexdigest()[:20])
 
 

@@ -153,6 +153,28 @@ def test_execute_result_carries_rich_bundle_and_count(kernel: Kernel) -> None:
     assert result["execution_count"] == reply["content"]["execution_count"]
 
 
+def test_builtin_results_honour_registered_formatters_and_precision(kernel: Kernel) -> None:
+    # Plain builtins skip IPython's full formatter round, except where the user changed it.
+    _, kc = kernel
+
+    def result_of(code: str) -> dict[str, Any]:
+        _, msgs = run(kc, code)
+        return next(m["content"]["data"] for m in msgs if m["msg_type"] == "execute_result")
+
+    assert result_of("6 * 7") == {"text/plain": "42"}
+    assert result_of("list(range(3))") == {"text/plain": "[0, 1, 2]"}
+    assert result_of("'a\\nb'") == {"text/plain": "'a\\nb'"}
+    run(kc, "get_ipython().display_formatter.formatters['text/html']"
+            ".for_type(int, lambda n: f'<b>{n}</b>')")
+    assert result_of("7") == {"text/plain": "7", "text/html": "<b>7</b>"}
+    assert result_of("True") == {"text/plain": "True", "text/html": "<b>True</b>"}  # bool is int
+    run(kc, "get_ipython().display_formatter.formatters['text/html'].pop(int)")
+    assert result_of("7") == {"text/plain": "7"}
+    run(kc, "%precision 2")
+    assert result_of("3.14159") == {"text/plain": "3.14"}
+    run(kc, "%precision")
+
+
 def test_silent_execution_publishes_no_input_or_result(kernel: Kernel) -> None:
     _, kc = kernel
     before, _ = run(kc, "1")
