@@ -12,6 +12,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Type
 
 from sandbox_kernel import protocol as p
+from sandbox_kernel.guest import tracebacks
 
 
 class Channel(Protocol):
@@ -110,6 +111,7 @@ class SandboxShell(InteractiveShell):
     display_pub_class = Type(ChannelDisplayPublisher)
 
     def __init__(self, channel: Channel, **kwargs: Any) -> None:
+        tracebacks.install()
         super().__init__(**kwargs)
         self.displayhook.channel = channel  # type: ignore[attr-defined]
         self.display_pub.channel = channel  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ _PACKAGE_ROOT = Path(sandbox_kernel.__file__).parent
 # What the guest needs of this package: the shared protocol and the guest side.
 GUEST_SOURCES = ("__init__.py", "constants.py", "protocol.py", "guest/__init__.py",
                  "guest/agent.py", "guest/ports.py", "guest/worker.py", "guest/shell.py",
-                 "guest/outputs.py", "guest/comms.py",
+                 "guest/outputs.py", "guest/comms.py", "guest/tracebacks.py",
                  "guest/spawn.py", "guest/boot.py")
 
 

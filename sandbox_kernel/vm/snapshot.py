@@ -1,6 +1,7 @@
 """Memory snapshots of a warmed guest, stored in the cache, keyed by all they depend on."""
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _CAPTURE_TIMEOUT_S = 180.0
+_KEPT_SNAPSHOTS = 3
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,30 @@ class SnapshotPaths:
         return self.state.exists()
 
     def incoming(self) -> str:
+        with contextlib.suppress(OSError):
+            os.utime(self.state)  # last use, for pruning
         return f"exec:cat {shlex.quote(str(self.state))}"
 
     def discard(self) -> None:
         self.state.unlink(missing_ok=True)
+
+
+def prune_snapshots(keep: SnapshotPaths, limit: int = _KEPT_SNAPSHOTS) -> None:
+    """Deletes all but the ``limit`` most recently used snapshots (``keep`` among them): each
+    change of image, agent or settings makes a new one of some 200 MB."""
+    def last_used(state: Path) -> float:
+        try:
+            return state.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0  # another kernel pruned it first
+
+    others = [f for f in paths.snapshots_dir().glob("*.state") if f != keep.state]
+    others.sort(key=last_used, reverse=True)
+    for stale in others[limit - 1:]:
+        old = SnapshotPaths(stale.stem)
+        old.discard()
+        old.lock.unlink(missing_ok=True)
+        log.info("deleted a snapshot not used lately: %s", stale)
 
 
 def snapshot_for(config: VMConfig, image: ImagePaths, accel: str) -> SnapshotPaths:
@@ -100,6 +122,7 @@ async def capture(vm: "SandboxVM", snap: SnapshotPaths) -> bool:
         return False
     log.info("snapshot taken in %.1f s: %s (%.0f MB)", time.monotonic() - started, snap.state,
              snap.state.stat().st_size / 2**20)
+    prune_snapshots(keep=snap)
     return True
 
 

@@ -233,6 +233,9 @@ def test_error_traceback_is_formatted_like_ipykernel(kernel: Kernel) -> None:
     plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(reply["content"]["traceback"]))
     assert "ZeroDivisionError" in plain and "----> 3 g()" in plain
     assert "\x1b[0;31m" in reply["content"]["traceback"][0]
+    # Syntax colours, and the failing expression on a yellow background, as in ipykernel.
+    coloured = "".join(reply["content"]["traceback"])
+    assert "\x1b[38;5;" in coloured and re.search(r"\x1b\[[0-9;]*43m", coloured)
 
 
 def test_inspect_both_detail_levels(kernel: Kernel) -> None:

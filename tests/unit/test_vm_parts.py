@@ -49,3 +49,19 @@ def test_snapshots_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert VMConfig().snapshots is False
     monkeypatch.setenv("SANDBOX_KERNEL_SNAPSHOTS", "1")
     assert VMConfig().snapshots is True
+
+
+def test_pruning_keeps_the_new_snapshot_and_the_most_recently_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox_kernel.vm import snapshot
+
+    monkeypatch.setattr(snapshot.paths, "snapshots_dir", lambda: tmp_path)
+    snaps = [snapshot.SnapshotPaths(f"k{i}") for i in range(5)]
+    for age, snap in enumerate(snaps):
+        snap.state.write_bytes(b"x")
+        snap.lock.touch()
+        os.utime(snap.state, (time.time() - 100 * age, time.time() - 100 * age))
+    snaps[4].incoming()  # a restore marks it used: now the most recent of the old ones
+    snapshot.prune_snapshots(keep=snaps[3], limit=3)
+    assert {s.key for s in snaps if s.exists()} == {"k0", "k3", "k4"}
+    assert not snaps[1].lock.exists() and snaps[0].lock.exists()
