@@ -14,10 +14,9 @@ except Exception:  # a failed head start must never stop the kernel; the normal 
     logging.getLogger(__name__).debug("early restore not started", exc_info=True)
     early = None
 
-from ipykernel.kernelapp import IPKernelApp
-
+from sandbox_kernel.kernel.app import SandboxKernelApp
 from sandbox_kernel.kernel.kernel import SandboxKernel
 
 if __name__ == "__main__":
     SandboxKernel.early_restore = early
-    IPKernelApp.launch_instance(kernel_class=SandboxKernel)
+    SandboxKernelApp.launch_instance(kernel_class=SandboxKernel)

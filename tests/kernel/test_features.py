@@ -316,6 +316,21 @@ def test_restart_gives_a_fresh_vm_and_shutdown_leaves_nothing() -> None:
     assert not any(Path(f"/proc/{q}").exists() for q in new_qemu)
 
 
+def test_kernel_exits_by_itself_after_shutdown_requests() -> None:
+    # ipykernel's control thread used to lose a race with the IOPub thread's atexit stop at
+    # about every second shutdown, and then sat out a 10 s flush timeout.
+    for _ in range(4):
+        km, kc = start_kernel()
+        process = km.provisioner.process  # type: ignore[union-attr]
+        kc.shutdown()
+        try:
+            code = process.wait(timeout=8)
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+        assert code == 0
+
+
 def test_qemu_exits_when_the_kernel_process_is_killed() -> None:
     km, kc = start_kernel()
     pid = _kernel_pid(km)
