@@ -214,6 +214,7 @@ class Agent:
                 self._reseed_kernel(entropy, wall_time)
                 self.worker.submit(rid, line)
             case p.PrepareSnapshot(id=rid):
+                p.build_all()
                 self._prepare_snapshot()
                 self.send(p.Ack(id=rid))
             case p.InputReply():

@@ -144,8 +144,8 @@ class SandboxVM:
                                                    peer=self.proc.pid)
                 else:
                     assert self.image is not None and self.accel is not None
-                    self._launch(command_line(self.config, self.image, self.accel,
-                                              self._new_run_dir(), snap.incoming()))
+                    self._adopt(snapshot.launch_restore(self.config, self.image, self.accel,
+                                                        self._new_run_dir(), snap))
                 await self._until_ready(self._resume_restored, self.config.restore_timeout_s)
             except SandboxError as exc:
                 # QEMU exits when it cannot load the file; then the file itself is bad.
@@ -169,7 +169,11 @@ class SandboxVM:
 
     def _launch(self, cmd: list[str]) -> None:
         assert self.run is not None
-        self.proc = QemuProcess(cmd, self.run.qemu_log)
+        self._adopt(QemuProcess(cmd, self.run.qemu_log))
+
+    def _adopt(self, proc: QemuProcess) -> None:
+        assert self.run is not None
+        self.proc = proc
         self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
                                        peer=self.proc.pid)
 

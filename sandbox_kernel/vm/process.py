@@ -23,13 +23,14 @@ def _child_setup(parent: int) -> None:
 
 
 class QemuProcess:
-    def __init__(self, cmd: list[str], log: Path) -> None:
+    def __init__(self, cmd: list[str], log: Path, pass_fds: tuple[int, ...] = ()) -> None:
         """A new session keeps Jupyter's SIGINT to the kernel's process group away from QEMU."""
         parent = os.getpid()
         with log.open("wb") as out:
             self.popen = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=lambda: _child_setup(parent),
+                pass_fds=pass_fds,
             )
         self.pid = self.popen.pid
         (log.parent / "qemu.pid").write_text(str(self.pid))

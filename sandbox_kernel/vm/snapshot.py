@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import shlex
 import shutil
 import signal
 import time
@@ -46,13 +45,26 @@ class SnapshotPaths:
     def exists(self) -> bool:
         return self.state.exists()
 
-    def incoming(self) -> str:
+    def open(self) -> int:
+        """A descriptor for QEMU's ``-incoming fd:``: it reads the file itself, about 80 ms
+        for 240 MB, where piping it through ``exec:cat`` took 200 to 600 ms."""
+        fd = os.open(self.state, os.O_RDONLY | os.O_CLOEXEC)
         with contextlib.suppress(OSError):
-            os.utime(self.state)  # last use, for pruning
-        return f"exec:cat {shlex.quote(str(self.state))}"
+            os.utime(fd)  # last use, for pruning
+        return fd
 
     def discard(self) -> None:
         self.state.unlink(missing_ok=True)
+
+
+def launch_restore(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
+                   snap: SnapshotPaths) -> QemuProcess:
+    fd = snap.open()
+    try:
+        return QemuProcess(command_line(config, image, accel, run, f"fd:{fd}"), run.qemu_log,
+                           pass_fds=(fd,))
+    finally:
+        os.close(fd)  # QEMU has its own copy
 
 
 def prune_snapshots(keep: SnapshotPaths, limit: int = _KEPT_SNAPSHOTS) -> None:
@@ -105,7 +117,15 @@ async def capture(vm: "SandboxVM", snap: SnapshotPaths) -> bool:
         part = snap.state.with_name(f"{snap.state.name}.{os.getpid()}.part")
         await qmp.execute("stop")
         try:
-            await qmp.execute("migrate", {"uri": f"exec:cat > {shlex.quote(str(part))}"})
+            # QEMU writes the file itself through a passed descriptor. With ``exec:cat >``,
+            # "completed" meant QEMU had filled the pipe, not that cat had written the file.
+            out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                qmp.send_fd_scm(out)
+                await qmp.execute("getfd", {"fdname": "snapshot"})
+            finally:
+                os.close(out)
+            await qmp.execute("migrate", {"uri": "fd:snapshot"})
             # Migration status is polled: QMP gives no future to await.
             while (status := await _migration_status(qmp)) not in (  # noqa: ASYNC110
                     "completed", "failed", "cancelled"):
@@ -157,8 +177,10 @@ class EarlyRestore:
         if not config.snapshots or snap is None or not snap.exists():
             snap = None
         run = RunDir.create()
-        incoming = snap.incoming() if snap is not None else None
-        proc = QemuProcess(command_line(config, image, accel, run, incoming), run.qemu_log)
+        if snap is not None:
+            proc = launch_restore(config, image, accel, run, snap)
+        else:
+            proc = QemuProcess(command_line(config, image, accel, run), run.qemu_log)
         return cls(config, image, accel, snap, run, proc)
 
     def matches(self, config: VMConfig) -> bool:

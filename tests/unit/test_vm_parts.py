@@ -61,7 +61,7 @@ def test_pruning_keeps_the_new_snapshot_and_the_most_recently_used(
         snap.state.write_bytes(b"x")
         snap.lock.touch()
         os.utime(snap.state, (time.time() - 100 * age, time.time() - 100 * age))
-    snaps[4].incoming()  # a restore marks it used: now the most recent of the old ones
+    os.close(snaps[4].open())  # a restore marks it used: now the most recent of the old ones
     snapshot.prune_snapshots(keep=snaps[3], limit=3)
     assert {s.key for s in snaps if s.exists()} == {"k0", "k3", "k4"}
     assert not snaps[1].lock.exists() and snaps[0].lock.exists()
