@@ -1,11 +1,11 @@
-"""Turns a worker's raw stdout/stderr bytes into text chunks: every 50 ms or 64 KiB."""
+"""Turns a worker's raw stdout/stderr bytes into text chunks: every 50 ms or 256 KiB."""
 
 import codecs
 import time
 from collections.abc import Callable
 
 FLUSH_INTERVAL_S = 0.05
-FLUSH_BYTES = 64 * 1024
+FLUSH_BYTES = 256 * 1024
 
 
 class StreamChunker:

@@ -48,8 +48,8 @@ async def test_two_megabytes_of_output_arrive_intact(vm: SandboxVM) -> None:
 
 async def test_multibyte_text_split_across_chunks_stays_intact(vm: SandboxVM) -> None:
     # 1-, 2-, 3- and 4-byte characters, odd lengths: chunk edges fall inside characters.
-    text = "aé世🎉" * 40001
-    out = await run(vm, f"import os\nos.write(1, ({text[:4]!r} * 40001).encode())")
+    text = "aé世🎉" * 100003
+    out = await run(vm, f"import os\nos.write(1, ({text[:4]!r} * 100003).encode())")
     assert out.stdout == text
     assert "\ufffd" not in out.stdout
     assert out.chunks > 1
