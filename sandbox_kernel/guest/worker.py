@@ -14,6 +14,7 @@ from typing import Any
 
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
+from sandbox_kernel.guest import lazy_terminal
 
 _FLUSH_AFTER_S = 0.05
 _IDLE_FLUSH_S = 0.2
@@ -305,6 +306,7 @@ class Worker:
 
 
 def main() -> None:
+    lazy_terminal.install()
     channel = WorkerChannel(int(os.environ.pop("SANDBOX_REQ_FD")),
                             int(os.environ.pop("SANDBOX_MSG_FD")))
     sys.stdout = open_output(1)

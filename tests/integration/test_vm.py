@@ -138,3 +138,13 @@ async def test_interrupt_right_after_heavy_output(vm: SandboxVM) -> None:
         vm.interrupt()
         done = await asyncio.wait_for(execution, 10)
         assert done.complete.ename == "KeyboardInterrupt"
+
+
+async def test_ipython_terminal_front_end_loads_only_on_demand(vm: SandboxVM) -> None:
+    out = await run(vm, "import sys, IPython\n"
+                        "print('prompt_toolkit' in sys.modules, callable(IPython.embed))\n"
+                        "from IPython.terminal.embed import InteractiveShellEmbed\n"
+                        "import IPython.terminal.embed as real\n"
+                        "print(InteractiveShellEmbed.__module__, type(real).__name__,"
+                        " 'prompt_toolkit' in sys.modules)")
+    assert out.stdout == "False True\nIPython.terminal.embed module True\n", out.stderr
