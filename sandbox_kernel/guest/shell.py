@@ -13,6 +13,7 @@ from traitlets import Type
 
 from sandbox_kernel import protocol as p
 from sandbox_kernel.guest import tracebacks
+from sandbox_kernel.guest.plain import PlainResults
 
 
 class Channel(Protocol):
@@ -37,38 +38,28 @@ def jsonable(value: Any, mime: str = "") -> Any:
     return repr(value)
 
 
-# Builtins that have no _repr_*_ methods of their own: only a registered printer can give
-# them a representation other than text/plain.
-_PLAIN_TYPES = frozenset({int, float, complex, bool, str, bytes, list, tuple, dict, set,
-                          frozenset, range, type(None)})
-
-
-def _registered(formatter: Any, mro: tuple[type, ...]) -> bool:
-    printers, deferred = formatter.type_printers, formatter.deferred_printers
-    return any(cls in printers or ("builtins", cls.__name__) in deferred for cls in mro)
-
-
 class ChannelDisplayHook(DisplayHook):
     """Sends what IPython would print as ``Out[n]`` as an ``execute_result``."""
 
     channel = AnyTrait()
 
+    plain_results: PlainResults | None = None
+
     def compute_format_data(self, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        # IPython asks each of its dozen formatters in turn, through a signature-binding
-        # decorator: about 2 ms a cell under TCG. For plain builtins with no printer registered
-        # in any formatter but text/plain, the answer is known to be text/plain alone.
-        cls = type(result)
-        if cls in _PLAIN_TYPES:
-            display = self.shell.display_formatter  # type: ignore[union-attr]
-            plain = display.formatters.get("text/plain")
-            mro = cls.__mro__
-            others = [f for mime, f in display.formatters.items() if mime != "text/plain"]
-            others += [display.ipython_display_formatter, display.mimebundle_formatter]
-            if plain is not None and plain.enabled and not any(
-                    f.enabled and _registered(f, mro) for f in others):
-                text = plain(result)
-                return ({"text/plain": text} if text is not None else {}), {}
+        if self.plain_results is None:
+            self.plain_results = PlainResults(self.shell.display_formatter)  # type: ignore[union-attr]
+        data = self.plain_results.format(result)
+        if data is not None:
+            return data, {}
         return super().compute_format_data(result)  # type: ignore[no-any-return]
+
+    def quiet(self) -> bool:
+        # IPython tokenizes the whole cell to find a trailing ';'. Without any ';' there is
+        # none to find, and the pure-Python tokenizer is slow under TCG.
+        history = self.shell.history_manager.input_hist_parsed  # type: ignore[union-attr]
+        if history and ";" not in history[-1]:
+            return False
+        return super().quiet()  # type: ignore[no-any-return]
 
     def start_displayhook(self) -> None:
         self._data: dict[str, Any] = {}

@@ -162,6 +162,9 @@ def test_builtin_results_honour_registered_formatters_and_precision(kernel: Kern
         return next(m["content"]["data"] for m in msgs if m["msg_type"] == "execute_result")
 
     assert result_of("6 * 7") == {"text/plain": "42"}
+    for quiet in ("6 * 7;", "6 * 7;  # quiet", "x = 'a;b'\nx;"):
+        assert not [m for m in run(kc, quiet)[1] if m["msg_type"] == "execute_result"]
+    assert result_of("'a;b'") == {"text/plain": "'a;b'"}
     assert result_of("list(range(3))") == {"text/plain": "[0, 1, 2]"}
     assert result_of("'a\\nb'") == {"text/plain": "'a\\nb'"}
     run(kc, "get_ipython().display_formatter.formatters['text/html']"
@@ -173,6 +176,15 @@ def test_builtin_results_honour_registered_formatters_and_precision(kernel: Kern
     run(kc, "%precision 2")
     assert result_of("3.14159") == {"text/plain": "3.14"}
     run(kc, "%precision")
+    assert result_of("3.14159") == {"text/plain": "3.14159"}
+    plain = "get_ipython().display_formatter.formatters['text/plain']"
+    run(kc, f"{plain}.for_type(int, lambda n, p, cycle: p.text(f'int {{n}}'))")
+    assert result_of("7") == {"text/plain": "int 7"}
+    run(kc, f"{plain}.pop(int)")
+    assert result_of("True") == {"text/plain": "True"}
+    run(kc, "get_ipython().display_formatter.formatters['text/html'].enabled = False")
+    run(kc, "get_ipython().display_formatter.formatters['text/html'].for_type(int, str)")
+    assert result_of("8") == {"text/plain": "8"}  # a disabled formatter adds nothing
 
 
 def test_silent_execution_publishes_no_input_or_result(kernel: Kernel) -> None:
