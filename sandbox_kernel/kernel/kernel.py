@@ -12,6 +12,7 @@ import threading
 from collections.abc import Awaitable
 from typing import Any, TypeVar, cast
 
+from ipykernel._version import kernel_protocol_version
 from ipykernel.kernelbase import Kernel
 from traitlets import Bool, Enum, Int, Unicode
 
@@ -50,6 +51,20 @@ class SandboxKernel(Kernel):
     image = Unicode("default", help="Guest image recipe").tag(config=True)
 
     early_restore: EarlyRestore | None = None  # set by __main__ before the app starts
+
+    @property
+    def kernel_info(self) -> dict[str, Any]:
+        # ipykernel's own would advertise its debugger and kernel subshells (and import
+        # debugpy to decide): neither reaches into the VM.
+        return {
+            "protocol_version": kernel_protocol_version,
+            "implementation": self.implementation,
+            "implementation_version": self.implementation_version,
+            "language_info": self.language_info,
+            "banner": self.banner,
+            "help_links": self.help_links,
+            "supported_features": [],
+        }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -1,5 +1,8 @@
 """QEMU command lines for the sandbox microvm."""
 
+import contextlib
+import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -8,6 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from sandbox_kernel import paths
 from sandbox_kernel.constants import CMD_PORT, EVT_PORT
 from sandbox_kernel.errors import QemuNotFound
 from sandbox_kernel.image.store import ImagePaths
@@ -78,9 +82,25 @@ def qemu_path(binary: str) -> str:
 
 @cache
 def qemu_version(binary: str) -> str:
-    out = subprocess.run([qemu_path(binary), "--version"], capture_output=True, text=True,
-                         check=True).stdout
-    return out.splitlines()[0].removeprefix("QEMU emulator version ").strip()
+    # Remembered per binary file: running it takes about 15 ms of every kernel start.
+    path = qemu_path(binary)
+    stat = os.stat(path)
+    key = f"{os.path.realpath(path)}|{stat.st_mtime_ns}|{stat.st_size}"
+    memo = paths.cache_dir() / "qemu-versions.json"
+    try:
+        known: dict[str, str] = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(key), str):
+        return known[key]
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
+    version = out.splitlines()[0].removeprefix("QEMU emulator version ").strip()
+    with contextlib.suppress(OSError):
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        part = memo.with_name(f"{memo.name}.{os.getpid()}")
+        part.write_text(json.dumps({key: version}))
+        part.replace(memo)
+    return version
 
 
 @cache

@@ -81,6 +81,14 @@ def test_interrupt_while_waiting_for_input(kernel: Kernel) -> None:
     assert stdout_of(run(kc, "print('after')")[1]) == "after\n"
 
 
+def test_kernel_info_claims_no_debugger_and_no_subshells(kernel: Kernel) -> None:
+    # Neither crosses into the VM; JupyterLab would otherwise offer its debugger panel.
+    _, kc = kernel
+    info = kc.kernel_info(reply=True, timeout=30)["content"]
+    assert info["supported_features"] == []
+    assert info["implementation"] == "sandbox-kernel" and info["language_info"]["name"] == "python"
+
+
 def test_interrupt_with_nothing_running_is_harmless(kernel: Kernel) -> None:
     km, kc = kernel
     km.interrupt_kernel()

@@ -65,3 +65,23 @@ def test_pruning_keeps_the_new_snapshot_and_the_most_recently_used(
     snapshot.prune_snapshots(keep=snaps[3], limit=3)
     assert {s.key for s in snaps if s.exists()} == {"k0", "k3", "k4"}
     assert not snaps[1].lock.exists() and snaps[0].lock.exists()
+
+
+def test_qemu_version_is_remembered_per_binary(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "qemu-fake"
+    fake.write_text("#!/bin/sh\necho 'QEMU emulator version 9.9.9 (test)'\n"
+                    f"echo run >> {tmp_path}/runs\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(qemu.paths, "cache_dir", lambda: tmp_path / "cache")
+    qemu.qemu_version.cache_clear()
+    try:
+        assert qemu.qemu_version(str(fake)) == "9.9.9 (test)"
+        qemu.qemu_version.cache_clear()
+        assert qemu.qemu_version(str(fake)) == "9.9.9 (test)"  # from the file this time
+        assert (tmp_path / "runs").read_text() == "run\n"
+        fake.write_text(fake.read_text().replace("9.9.9", "10.0.0"))  # an upgrade
+        qemu.qemu_version.cache_clear()
+        assert qemu.qemu_version(str(fake)) == "10.0.0 (test)"
+    finally:
+        qemu.qemu_version.cache_clear()
