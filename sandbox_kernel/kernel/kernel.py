@@ -4,27 +4,41 @@ The VM and its channel live on the shell's event loop (the main thread). Control
 (interrupt, shutdown) arrive on ipykernel's control thread and are handed over thread-safely.
 """
 
+from __future__ import annotations
+
 import asyncio
 import concurrent.futures
 import contextlib
 import signal
 import threading
 from collections.abc import Awaitable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ipykernel._version import kernel_protocol_version
 from ipykernel.kernelbase import Kernel
 from traitlets import Bool, Enum, Int, Unicode
 
 from sandbox_kernel import __version__
-from sandbox_kernel import protocol as p
 from sandbox_kernel.errors import SandboxError, VMDied
 from sandbox_kernel.kernel.stdin import ask_frontend
 from sandbox_kernel.vm.config import Accel, VMConfig
-from sandbox_kernel.vm.machine import SandboxVM
 from sandbox_kernel.vm.snapshot import EarlyRestore
 
+if TYPE_CHECKING:
+    from sandbox_kernel import protocol as p
+    from sandbox_kernel.vm.machine import SandboxVM
+
 T = TypeVar("T")
+# The VM's restore started before ipykernel was imported (EarlyRestore); taking it over
+# needs the protocol's pydantic models, about 50 ms of imports. They wait until the first
+# kernel_info has been answered, or this long if no request comes.
+_TAKE_OVER_AFTER_S = 0.3
+
+
+def _import_guest_modules() -> None:
+    global p, SandboxVM  # bound on first use, see above
+    from sandbox_kernel import protocol as p
+    from sandbox_kernel.vm.machine import SandboxVM
 
 
 class SandboxKernel(Kernel):
@@ -96,7 +110,7 @@ class SandboxKernel(Kernel):
     def start(self) -> None:
         super().start()
         self._loop = asyncio.get_event_loop()
-        self._vm_task = self._loop.create_task(self._start_vm())
+        self._loop.call_later(_TAKE_OVER_AFTER_S, self._ensure_vm)
         # A Ctrl-C sent to our process group interrupts the cell, as ipykernel's would.
         with contextlib.suppress(ValueError):
             signal.signal(signal.SIGINT, lambda *_: self._call_on_loop(self._interrupt_guest))
@@ -110,7 +124,20 @@ class SandboxKernel(Kernel):
                       vm.accel, vm.started_from)
         return vm
 
+    def _ensure_vm(self) -> None:
+        if self._vm_task is None:
+            _import_guest_modules()
+            assert self._loop is not None
+            self._vm_task = self._loop.create_task(self._start_vm())
+
+    async def kernel_info_request(self, stream: Any, ident: Any,
+                                  parent: dict[str, Any]) -> None:
+        await super().kernel_info_request(stream, ident, parent)
+        assert self._loop is not None
+        self._loop.call_soon(self._ensure_vm)  # after ipykernel has published "idle"
+
     async def _ready_vm(self) -> SandboxVM:
+        self._ensure_vm()
         assert self._vm_task is not None
         vm = await asyncio.shield(self._vm_task)
         if vm.channel is None or vm.channel.closed is not None:
@@ -167,6 +194,7 @@ class SandboxKernel(Kernel):
                          user_expressions: dict[str, Any] | None = None,
                          allow_stdin: bool = False, *, cell_meta: Any = None,
                          cell_id: Any = None) -> dict[str, Any]:
+        self._ensure_vm()
         try:
             vm = await self._ready_vm()
         except SandboxError as exc:
@@ -247,6 +275,7 @@ class SandboxKernel(Kernel):
 
     # --- introspection --------------------------------------------------------------------------
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
+        self._ensure_vm()
         pos = len(code) if cursor_pos is None else cursor_pos
         reply = await self._ask(p.Complete(id=0, code=code, cursor_pos=pos))
         if not isinstance(reply, p.CompleteReply):
@@ -257,6 +286,7 @@ class SandboxKernel(Kernel):
 
     async def do_inspect(self, code: str, cursor_pos: int, detail_level: int = 0,
                          omit_sections: Any = ()) -> dict[str, Any]:
+        self._ensure_vm()
         reply = await self._ask(p.Inspect(id=0, code=code, cursor_pos=cursor_pos,
                                           detail_level=1 if detail_level else 0))
         if not isinstance(reply, p.InspectReply):
@@ -265,6 +295,7 @@ class SandboxKernel(Kernel):
                 "metadata": reply.metadata}
 
     async def do_is_complete(self, code: str) -> dict[str, Any]:
+        self._ensure_vm()
         reply = await self._ask(p.IsComplete(id=0, code=code))
         if not isinstance(reply, p.IsCompleteReply):
             return {"status": "unknown"}
@@ -277,6 +308,7 @@ class SandboxKernel(Kernel):
                          session: int | None = None, start: int | None = None,
                          stop: int | None = None, n: int | None = None,
                          pattern: str | None = None, unique: bool = False) -> dict[str, Any]:
+        self._ensure_vm()
         reply = await self._ask(p.History(
             id=0, hist_access_type=hist_access_type, output=output, raw=raw,  # type: ignore[arg-type]
             session=session or 0, start=start or 0, stop=stop, n=n, pattern=pattern or "*",
@@ -286,6 +318,7 @@ class SandboxKernel(Kernel):
 
     # --- comms ----------------------------------------------------------------------------------
     async def comm_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        self._ensure_vm()
         target = parent["content"].get("target_name")
         reply = await self._ask(p.CommInfo(id=0, target_name=target))
         comms = reply.comms if isinstance(reply, p.CommInfoReply) else {}
@@ -293,6 +326,7 @@ class SandboxKernel(Kernel):
                           ident)
 
     async def _comm_from_frontend(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        self._ensure_vm()
         content = parent["content"]
         kind = parent["header"]["msg_type"]
         fields: dict[str, Any] = {"comm_id": content.get("comm_id", ""),
@@ -325,6 +359,9 @@ class SandboxKernel(Kernel):
         if self._vm is not None:
             with contextlib.suppress(Exception):
                 await self._on_main_loop(self._stop_vm())
+        early, SandboxKernel.early_restore = SandboxKernel.early_restore, None
+        if early is not None:  # shut down before the VM was taken over
+            early.discard()
         return {"status": "ok", "restart": restart}
 
     async def _stop_vm(self) -> None:

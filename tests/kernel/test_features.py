@@ -12,7 +12,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
 from sandbox_kernel.vm.qemu import sweep_stale_run_dirs
-from tests.kernel.conftest import iopub_until_idle, run, start_kernel, stdout_of
+from tests.kernel.conftest import KERNEL_NAME, iopub_until_idle, run, start_kernel, stdout_of
 
 Kernel = tuple[KernelManager, BlockingKernelClient]
 
@@ -351,14 +351,39 @@ def test_kernel_exits_by_itself_after_shutdown_requests() -> None:
         assert code == 0
 
 
+def test_shutdown_before_any_cell_stops_the_early_started_vm() -> None:
+    # The restore begins before ipykernel is imported; the kernel takes the VM over only
+    # after the first kernel_info. A shutdown before any cell must still end it cleanly.
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel()
+    pid = _kernel_pid(km)
+    deadline = time.monotonic() + 30
+    while not _qemu_children(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    qemu = _qemu_children(pid)
+    assert qemu, "the kernel process starts its VM at once"
+    run_dirs = _run_dirs_of(qemu)
+    process = km.provisioner.process  # type: ignore[union-attr]
+    km.shutdown_kernel(now=False)
+    assert process.wait(timeout=10) == 0  # it exited by itself, not by SIGTERM
+    assert not any(Path(f"/proc/{q}/cmdline").exists() and
+                   Path(f"/proc/{q}/cmdline").read_bytes() for q in qemu)
+    assert not any(d.exists() for d in run_dirs)
+
+
+def _run_dirs_of(qemu: list[int]) -> list[Path]:
+    tmp = Path(tempfile.gettempdir())
+    return [tmp / d.name for d in tmp.iterdir()
+            if d.name.startswith("sandbox-vm-") and (d / "qemu.pid").exists()
+            and int((d / "qemu.pid").read_text()) in qemu]
+
+
 def test_qemu_exits_when_the_kernel_process_is_killed() -> None:
     km, kc = start_kernel()
     pid = _kernel_pid(km)
     qemu = _qemu_children(pid)
     assert qemu
-    run_dirs = [Path(tempfile.gettempdir(), d.name) for d in Path(tempfile.gettempdir()).iterdir()
-                if d.name.startswith("sandbox-vm-") and (d / "qemu.pid").exists()
-                and int((d / "qemu.pid").read_text()) in qemu]
+    run_dirs = _run_dirs_of(qemu)
     assert run_dirs
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
