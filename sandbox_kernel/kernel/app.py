@@ -1,4 +1,7 @@
-"""The kernel application: ipykernel's, with a shutdown that cannot stall."""
+"""The kernel application: ipykernel's, with an early VM start and a shutdown that cannot
+stall."""
+
+import logging
 
 from ipykernel.kernelapp import IPKernelApp
 
@@ -6,6 +9,20 @@ _CONTROL_JOIN_S = 2.0
 
 
 class SandboxKernelApp(IPKernelApp):
+    def init_sockets(self) -> None:
+        super().init_sockets()
+        # The VM starts restoring (or booting) as soon as the frontend can reach us, and
+        # loads while the rest of the kernel starts up and the frontend shakes hands. Any
+        # earlier, and its start-up work would delay binding the sockets: a frontend that
+        # retries its connection every 100 ms (ZMQ's default) then waits a whole extra try.
+        from sandbox_kernel.kernel.kernel import SandboxKernel
+        from sandbox_kernel.vm.snapshot import EarlyRestore
+
+        try:
+            SandboxKernel.early_restore = EarlyRestore.begin()
+        except Exception:  # a failed head start must never stop the kernel
+            logging.getLogger(__name__).debug("early VM start failed", exc_info=True)
+
     def start(self) -> None:
         super().start()
         # The shell loop has stopped after a shutdown_request. The control thread's last act

@@ -22,17 +22,15 @@ from sandbox_kernel import __version__
 from sandbox_kernel.errors import SandboxError, VMDied
 from sandbox_kernel.kernel.stdin import ask_frontend
 from sandbox_kernel.vm.config import Accel, VMConfig
-from sandbox_kernel.vm.snapshot import EarlyRestore
 
 if TYPE_CHECKING:
     from sandbox_kernel import protocol as p
     from sandbox_kernel.vm.machine import SandboxVM
+    from sandbox_kernel.vm.snapshot import EarlyRestore
 
 T = TypeVar("T")
-# The VM's restore started before ipykernel was imported (EarlyRestore); taking it over
-# needs the protocol's pydantic models, about 50 ms of imports. They wait until the first
-# kernel_info has been answered, or this long if no request comes.
-_TAKE_OVER_AFTER_S = 0.3
+# The protocol's pydantic models and the VM manager take about 50 ms to import. That runs
+# in a thread while the shell loop answers the frontend's handshake.
 
 
 def _import_guest_modules() -> None:
@@ -87,6 +85,7 @@ class SandboxKernel(Kernel):
         self._vm_task: asyncio.Task[SandboxVM] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: int | None = None  # id of the guest request a cell waits on
+        self._imported = asyncio.Event()
         self._register_comm_handlers()
 
     # --- execution count follows the guest's IPython, as IPythonKernel's follows its shell ---
@@ -110,12 +109,16 @@ class SandboxKernel(Kernel):
     def start(self) -> None:
         super().start()
         self._loop = asyncio.get_event_loop()
-        self._loop.call_later(_TAKE_OVER_AFTER_S, self._ensure_vm)
+        self._ensure_vm()
         # A Ctrl-C sent to our process group interrupts the cell, as ipykernel's would.
         with contextlib.suppress(ValueError):
             signal.signal(signal.SIGINT, lambda *_: self._call_on_loop(self._interrupt_guest))
 
     async def _start_vm(self) -> SandboxVM:
+        try:
+            await asyncio.to_thread(_import_guest_modules)
+        finally:
+            self._imported.set()  # never leave a handler waiting, even on a broken install
         vm = SandboxVM(self.vm_config())
         self._vm = vm
         early, SandboxKernel.early_restore = SandboxKernel.early_restore, None
@@ -126,15 +129,13 @@ class SandboxKernel(Kernel):
 
     def _ensure_vm(self) -> None:
         if self._vm_task is None:
-            _import_guest_modules()
             assert self._loop is not None
             self._vm_task = self._loop.create_task(self._start_vm())
 
-    async def kernel_info_request(self, stream: Any, ident: Any,
-                                  parent: dict[str, Any]) -> None:
-        await super().kernel_info_request(stream, ident, parent)
-        assert self._loop is not None
-        self._loop.call_soon(self._ensure_vm)  # after ipykernel has published "idle"
+    async def _guest_modules(self) -> None:
+        """Waits until ``p`` and ``SandboxVM`` are imported."""
+        self._ensure_vm()
+        await self._imported.wait()
 
     async def _ready_vm(self) -> SandboxVM:
         self._ensure_vm()
@@ -194,7 +195,7 @@ class SandboxKernel(Kernel):
                          user_expressions: dict[str, Any] | None = None,
                          allow_stdin: bool = False, *, cell_meta: Any = None,
                          cell_id: Any = None) -> dict[str, Any]:
-        self._ensure_vm()
+        await self._guest_modules()
         try:
             vm = await self._ready_vm()
         except SandboxError as exc:
@@ -275,7 +276,7 @@ class SandboxKernel(Kernel):
 
     # --- introspection --------------------------------------------------------------------------
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
-        self._ensure_vm()
+        await self._guest_modules()
         pos = len(code) if cursor_pos is None else cursor_pos
         reply = await self._ask(p.Complete(id=0, code=code, cursor_pos=pos))
         if not isinstance(reply, p.CompleteReply):
@@ -286,7 +287,7 @@ class SandboxKernel(Kernel):
 
     async def do_inspect(self, code: str, cursor_pos: int, detail_level: int = 0,
                          omit_sections: Any = ()) -> dict[str, Any]:
-        self._ensure_vm()
+        await self._guest_modules()
         reply = await self._ask(p.Inspect(id=0, code=code, cursor_pos=cursor_pos,
                                           detail_level=1 if detail_level else 0))
         if not isinstance(reply, p.InspectReply):
@@ -295,7 +296,7 @@ class SandboxKernel(Kernel):
                 "metadata": reply.metadata}
 
     async def do_is_complete(self, code: str) -> dict[str, Any]:
-        self._ensure_vm()
+        await self._guest_modules()
         reply = await self._ask(p.IsComplete(id=0, code=code))
         if not isinstance(reply, p.IsCompleteReply):
             return {"status": "unknown"}
@@ -308,7 +309,7 @@ class SandboxKernel(Kernel):
                          session: int | None = None, start: int | None = None,
                          stop: int | None = None, n: int | None = None,
                          pattern: str | None = None, unique: bool = False) -> dict[str, Any]:
-        self._ensure_vm()
+        await self._guest_modules()
         reply = await self._ask(p.History(
             id=0, hist_access_type=hist_access_type, output=output, raw=raw,  # type: ignore[arg-type]
             session=session or 0, start=start or 0, stop=stop, n=n, pattern=pattern or "*",
@@ -318,7 +319,7 @@ class SandboxKernel(Kernel):
 
     # --- comms ----------------------------------------------------------------------------------
     async def comm_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        self._ensure_vm()
+        await self._guest_modules()
         target = parent["content"].get("target_name")
         reply = await self._ask(p.CommInfo(id=0, target_name=target))
         comms = reply.comms if isinstance(reply, p.CommInfoReply) else {}
@@ -326,7 +327,7 @@ class SandboxKernel(Kernel):
                           ident)
 
     async def _comm_from_frontend(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        self._ensure_vm()
+        await self._guest_modules()
         content = parent["content"]
         kind = parent["header"]["msg_type"]
         fields: dict[str, Any] = {"comm_id": content.get("comm_id", ""),
