@@ -110,6 +110,17 @@ class SandboxShell(InteractiveShell):
         # The pager (``obj?``) becomes a payload, as in ipykernel.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
 
+    def should_run_async(self, raw_cell: str, *, transformed_cell: str | None = None,
+                         preprocessing_exc_tuple: Any = None) -> bool:
+        # IPython compiles every cell a second time to look for a top-level await. A cell
+        # with neither "await" nor "async" in it cannot have one.
+        if transformed_cell is not None and "await" not in transformed_cell \
+                and "async" not in transformed_cell:
+            return False
+        return super().should_run_async(
+            raw_cell, transformed_cell=transformed_cell,
+            preprocessing_exc_tuple=preprocessing_exc_tuple)
+
     def init_io(self) -> None:
         pass  # the worker has already put channel-backed streams on sys.stdout/stderr
 

@@ -205,6 +205,17 @@ def test_silent_execution_publishes_no_input_or_result(kernel: Kernel) -> None:
     assert after["content"]["execution_count"] == before["content"]["execution_count"] + 1
 
 
+def test_top_level_await_and_async_for(kernel: Kernel) -> None:
+    _, kc = kernel
+    reply, msgs = run(kc, "import asyncio\nawait asyncio.sleep(0)\n41 + 1")
+    assert reply["content"]["status"] == "ok"
+    assert [m["content"]["data"] for m in msgs if m["msg_type"] == "execute_result"] == \
+        [{"text/plain": "42"}]
+    code = ("async def gen():\n    yield 1\n    yield 2\n"
+            "async for v in gen():\n    print(v)")
+    assert stdout_of(run(kc, code)[1]) == "1\n2\n"
+
+
 def test_user_expressions(kernel: Kernel) -> None:
     _, kc = kernel
     reply, _ = run(kc, "ux = 20", user_expressions={"double": "ux * 2"})
