@@ -1,11 +1,11 @@
 """Jupyter comms (ipywidgets) in the worker, carried over the channel."""
 
-from typing import Any, Literal, cast
+from typing import Any
 
 import comm
 from comm.base_comm import BaseComm, CommManager
 
-from sandbox_kernel import protocol as p
+from sandbox_kernel.guest import wire
 from sandbox_kernel.guest.shell import Channel, jsonable
 
 
@@ -18,23 +18,22 @@ class Comms:
         class ChannelComm(BaseComm):
             def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None,
                             buffers: Any = None, **keys: Any) -> None:
-                kind = cast(Literal["comm_open", "comm_msg", "comm_close"], msg_type)
-                bridge.channel.send(p.CommEvent(
-                    id=bridge.channel.current_id, kind=kind, comm_id=self.comm_id,
+                bridge.channel.send(
+                    "comm", bridge.channel.current_id, kind=msg_type, comm_id=self.comm_id,
                     target_name=keys.get("target_name"), target_module=keys.get("target_module"),
                     data=jsonable(data or {}), metadata=jsonable(metadata or {}),
-                    buffers=[bytes(b) for b in buffers or []],
-                ))
+                    buffers=wire.to_base64([bytes(b) for b in buffers or []]))
 
         comm.create_comm = ChannelComm
         comm.get_comm_manager = lambda: self.manager
 
-    def from_host(self, kind: str, req: p.CommOpen | p.CommMsg | p.CommClose) -> None:
+    def from_host(self, kind: str, req: wire.Request) -> None:
         content: dict[str, Any] = {"comm_id": req.comm_id, "data": req.data}
-        if isinstance(req, p.CommOpen):
+        if kind == "comm_open":
             content["target_name"] = req.target_name
         msg = {"content": content, "metadata": req.metadata,
-               "buffers": list(getattr(req, "buffers", [])), "header": {"msg_type": kind}}
+               "buffers": wire.from_base64(getattr(req, "buffers", [])),
+               "header": {"msg_type": kind}}
         getattr(self.manager, kind)(None, None, msg)
 
     def info(self, target_name: str | None) -> dict[str, dict[str, str]]:

@@ -11,7 +11,6 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
 from traitlets import Type
 
-from sandbox_kernel import protocol as p
 from sandbox_kernel.guest import tracebacks
 from sandbox_kernel.guest.plain import PlainResults
 
@@ -19,7 +18,7 @@ from sandbox_kernel.guest.plain import PlainResults
 class Channel(Protocol):
     current_id: int
 
-    def send(self, event: p.Message) -> None: ...
+    def send(self, kind: str, request_id: int, /, **fields: Any) -> None: ...
 
 
 def jsonable(value: Any, mime: str = "") -> Any:
@@ -76,10 +75,9 @@ class ChannelDisplayHook(DisplayHook):
         sys.stdout.flush()
         sys.stderr.flush()
         if self._data:
-            self.channel.send(p.ExecuteResult(
-                id=self.channel.current_id, execution_count=self.prompt_count,
-                data=jsonable(self._data), metadata=jsonable(self._metadata),
-            ))
+            self.channel.send("execute_result", self.channel.current_id,
+                              execution_count=self.prompt_count, data=jsonable(self._data),
+                              metadata=jsonable(self._metadata))
 
 
 class ChannelDisplayPublisher(DisplayPublisher):
@@ -88,13 +86,12 @@ class ChannelDisplayPublisher(DisplayPublisher):
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None,
                 source: Any = None, *, transient: dict[str, Any] | None = None,
                 update: bool = False, **kwargs: Any) -> None:
-        self.channel.send(p.DisplayData(
-            id=self.channel.current_id, data=jsonable(data), metadata=jsonable(metadata or {}),
-            transient=jsonable(transient or {}), update=update,
-        ))
+        self.channel.send("display_data", self.channel.current_id, data=jsonable(data),
+                          metadata=jsonable(metadata or {}),
+                          transient=jsonable(transient or {}), update=update)
 
     def clear_output(self, wait: bool = False) -> None:
-        self.channel.send(p.ClearOutput(id=self.channel.current_id, wait=wait))
+        self.channel.send("clear_output", self.channel.current_id, wait=wait)
 
 
 class SandboxShell(InteractiveShell):

@@ -13,8 +13,11 @@ from collections import deque
 from typing import Any
 
 from sandbox_kernel import __version__
-from sandbox_kernel import protocol as p
-from sandbox_kernel.guest import lazy_terminal
+from sandbox_kernel.guest import lazy_terminal, wire
+from sandbox_kernel.guest.wire import Request
+
+# What a request handler answers: the event's type and its fields.
+Reply = tuple[str, dict[str, Any]]
 
 _FLUSH_AFTER_S = 0.05
 _IDLE_FLUSH_S = 0.2
@@ -64,9 +67,9 @@ class WorkerChannel:
         self.sending = False
         self.after_send: Any = lambda: None
 
-    def send(self, event: p.Message) -> None:
+    def send(self, kind: str, request_id: int, /, **fields: Any) -> None:
         flush_outputs()
-        line = p.encode(event)
+        line = wire.encode(kind, request_id, **fields)
         # An interrupt must not cut a line in half: the SIGINT handler waits while we write.
         # (Masking the signal instead would leave it to other threads, and a main thread
         # blocked on a lock would then never see it.)
@@ -88,8 +91,8 @@ class WorkerChannel:
             if not line:
                 raise EOFError
             try:
-                return p.parse_request(line)
-            except p.MessageError:
+                return wire.parse_request(line)
+            except ValueError:
                 continue  # the agent validated it already; nothing sensible to answer
 
 
@@ -133,12 +136,12 @@ class Worker:
 
             raise StdinNotImplementedError(
                 "raw_input was called, but this frontend does not support input requests.")
-        self.channel.send(p.InputRequest(id=self.channel.current_id, prompt=str(prompt),
-                                         password=password))
+        self.channel.send("input_request", self.channel.current_id, prompt=str(prompt),
+                          password=password)
         while True:
             request = self.channel.receive()
-            if isinstance(request, p.InputReply) and request.id == self.channel.current_id:
-                return request.value
+            if request.type == "input_reply" and request.id == self.channel.current_id:
+                return str(request.value)
             self.channel.deferred.append(request)
 
     def _input(self, prompt: object = "") -> str:
@@ -149,7 +152,7 @@ class Worker:
 
     # --- requests -------------------------------------------------------------------------
     def serve(self) -> None:
-        self.channel.send(p.Hello(id=0, agent_version=__version__))
+        self.channel.send("hello", 0, agent_version=__version__)
         while True:
             try:
                 request = self.channel.receive()
@@ -159,20 +162,22 @@ class Worker:
                 continue
             self.channel.current_id = request.id
             handler = getattr(self, f"on_{request.type}", None)
+            reply: Reply
             try:
-                reply = handler(request) if handler else p.AgentError(
-                    id=request.id, error_type="Unsupported", message=request.type)
+                reply = handler(request) if handler else (
+                    "agent_error", {"error_type": "Unsupported", "message": request.type})
             except KeyboardInterrupt:
-                reply = p.AgentError(id=request.id, error_type="KeyboardInterrupt", message="")
+                reply = "agent_error", {"error_type": "KeyboardInterrupt", "message": ""}
             except Exception as exc:
-                reply = p.AgentError(id=request.id, error_type=type(exc).__name__,
-                                     message=str(exc)[:4000])
-            self.channel.send(reply)
+                reply = "agent_error", {"error_type": type(exc).__name__,
+                                        "message": str(exc)[:4000]}
+            kind, fields = reply
+            self.channel.send(kind, request.id, **fields)
             self.interrupt_pending = False
-            if isinstance(request, p.Reseed):
+            if request.type == "reseed":
                 self._warm_translation()
 
-    def on_execute(self, req: p.Execute) -> p.ExecutionComplete:
+    def on_execute(self, req: Request) -> Reply:
         shell = self.shell
         shell.last_error = None
         self.allow_stdin = req.allow_stdin
@@ -196,16 +201,16 @@ class Worker:
         count = shell.execution_count - 1
         ok = result is not None and result.success
         if ok:
-            return p.ExecutionComplete(
-                id=req.id, status="ok", execution_count=count, payload=payload,
-                user_expressions=shell.user_expressions(req.user_expressions),
-                duration_s=time.perf_counter() - started)
+            return "complete", {
+                "status": "ok", "execution_count": count, "payload": payload,
+                "user_expressions": shell.user_expressions(req.user_expressions),
+                "duration_s": time.perf_counter() - started}
         ename, evalue, tb = shell.last_error or ("UnknownError", "", [])
-        return p.ExecutionComplete(
-            id=req.id, status="error", execution_count=count, ename=ename, evalue=evalue,
-            traceback=tb, payload=payload, duration_s=time.perf_counter() - started)
+        return "complete", {
+            "status": "error", "execution_count": count, "ename": ename, "evalue": evalue,
+            "traceback": tb, "payload": payload, "duration_s": time.perf_counter() - started}
 
-    def on_complete(self, req: p.Complete) -> p.CompleteReply:
+    def on_complete(self, req: Request) -> Reply:
         from IPython.core.completer import provisionalcompleter, rectify_completions
 
         with provisionalcompleter():
@@ -215,29 +220,30 @@ class Worker:
         end = found[0].end if found else req.cursor_pos
         types = [{"start": c.start, "end": c.end, "text": c.text, "type": c.type,
                   "signature": c.signature} for c in found]
-        return p.CompleteReply(id=req.id, matches=[c.text for c in found], cursor_start=start,
-                               cursor_end=end, metadata={"_jupyter_types_experimental": types})
+        return "complete_reply", {"matches": [c.text for c in found], "cursor_start": start,
+                                  "cursor_end": end,
+                                  "metadata": {"_jupyter_types_experimental": types}}
 
-    def on_inspect(self, req: p.Inspect) -> p.InspectReply:
+    def on_inspect(self, req: Request) -> Reply:
         from IPython.utils.tokenutil import token_at_cursor
 
         name = token_at_cursor(req.code, req.cursor_pos)
         try:
             bundle = self.shell.object_inspect_mime(name, detail_level=req.detail_level)
         except KeyError:
-            return p.InspectReply(id=req.id, found=False)
+            return "inspect_reply", {"found": False}
         if not self.shell.enable_html_pager:
             bundle.pop("text/html", None)
         from sandbox_kernel.guest.shell import jsonable
 
-        return p.InspectReply(id=req.id, found=True, data=jsonable(bundle))
+        return "inspect_reply", {"found": True, "data": jsonable(bundle)}
 
-    def on_is_complete(self, req: p.IsComplete) -> p.IsCompleteReply:
+    def on_is_complete(self, req: Request) -> Reply:
         status, indent = self.shell.input_transformer_manager.check_complete(req.code)
-        return p.IsCompleteReply(id=req.id, status=status,
-                                 indent=" " * (indent or 0) if status == "incomplete" else "")
+        return "is_complete_reply", {
+            "status": status, "indent": " " * (indent or 0) if status == "incomplete" else ""}
 
-    def on_history(self, req: p.History) -> p.HistoryReply:
+    def on_history(self, req: Request) -> Reply:
         hm = self.shell.history_manager
         assert hm is not None
         if req.hist_access_type == "tail":
@@ -249,25 +255,25 @@ class Worker:
                              unique=req.unique)
         # IPython numbers the live session 0 in ranges; the protocol wants its real number.
         current = hm.session_number
-        return p.HistoryReply(id=req.id, history=[(sess or current, line, entry)
-                                                   for sess, line, entry in rows])
+        return "history_reply", {"history": [(sess or current, line, entry)
+                                             for sess, line, entry in rows]}
 
-    def on_comm_open(self, req: p.CommOpen) -> p.Ack:
+    def on_comm_open(self, req: Request) -> Reply:
         self.comms.from_host("comm_open", req)
-        return p.Ack(id=req.id)
+        return "ack", {}
 
-    def on_comm_msg(self, req: p.CommMsg) -> p.Ack:
+    def on_comm_msg(self, req: Request) -> Reply:
         self.comms.from_host("comm_msg", req)
-        return p.Ack(id=req.id)
+        return "ack", {}
 
-    def on_comm_close(self, req: p.CommClose) -> p.Ack:
+    def on_comm_close(self, req: Request) -> Reply:
         self.comms.from_host("comm_close", req)
-        return p.Ack(id=req.id)
+        return "ack", {}
 
-    def on_comm_info(self, req: p.CommInfo) -> p.CommInfoReply:
-        return p.CommInfoReply(id=req.id, comms=self.comms.info(req.target_name))
+    def on_comm_info(self, req: Request) -> Reply:
+        return "comm_info_reply", {"comms": self.comms.info(req.target_name)}
 
-    def on_warm(self, req: p.Warm) -> p.Ack:
+    def on_warm(self, req: Request) -> Reply:
         import gc
         import importlib
 
@@ -276,7 +282,6 @@ class Worker:
                 importlib.import_module(name)
             except ImportError:
                 pass
-        p.build_all()
         # A cell with a result and one with a traceback: their first runs set up a good deal
         # (formatters, ultratb, pygments) that a snapshot should hold. The result's traces
         # (``_``, ``Out``) are then cleared; store_history=False leaves the count alone.
@@ -285,15 +290,15 @@ class Worker:
         self.shell.run_cell("raise KeyboardInterrupt", store_history=False, silent=True)
         self.shell.last_error = None
         gc.collect()
-        return p.Ack(id=req.id)
+        return "ack", {}
 
-    def on_reseed(self, req: p.Reseed) -> p.Ack:
+    def on_reseed(self, req: Request) -> Reply:
         # The agent has reseeded the kernel; Python's generators were copied with the snapshot.
         random.seed()
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()
-        return p.Ack(id=req.id)
+        return "ack", {}
 
     def _warm_translation(self) -> None:
         # QEMU's translated code is not part of a snapshot, so a restored VM's first cell
@@ -302,7 +307,7 @@ class Worker:
         # An interrupt meanwhile is kept for that request (self.executing is False here).
         self.shell.run_cell("pass", store_history=False, silent=True)
         data, metadata = self.shell.displayhook.compute_format_data(0)
-        p.encode(p.ExecuteResult(id=0, execution_count=0, data=data, metadata=metadata))
+        wire.encode("execute_result", 0, execution_count=0, data=data, metadata=metadata)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ _PACKAGE_ROOT = Path(sandbox_kernel.__file__).parent
 GUEST_SOURCES = ("__init__.py", "constants.py", "protocol.py", "guest/__init__.py",
                  "guest/agent.py", "guest/ports.py", "guest/worker.py", "guest/shell.py",
                  "guest/outputs.py", "guest/comms.py", "guest/tracebacks.py",
-                 "guest/lazy_terminal.py", "guest/plain.py",
+                 "guest/lazy_terminal.py", "guest/plain.py", "guest/wire.py",
                  "guest/spawn.py", "guest/boot.py")
 
 

@@ -148,3 +148,9 @@ async def test_ipython_terminal_front_end_loads_only_on_demand(vm: SandboxVM) ->
                         "print(InteractiveShellEmbed.__module__, type(real).__name__,"
                         " 'prompt_toolkit' in sys.modules)")
     assert out.stdout == "False True\nIPython.terminal.embed module True\n", out.stderr
+
+
+async def test_the_worker_runs_without_pydantic(vm: SandboxVM) -> None:
+    # The agent validates what the worker sends; the worker's start skips the import.
+    out = await run(vm, "import sys\nprint('pydantic' in sys.modules)")
+    assert out.stdout == "False\n"
