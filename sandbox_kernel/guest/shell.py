@@ -2,7 +2,7 @@
 
 import base64
 import sys
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from IPython.core import page, payloadpage
 from IPython.core.displayhook import DisplayHook
@@ -11,7 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
 from traitlets import Type
 
-from sandbox_kernel.guest import tracebacks
+from sandbox_kernel.guest import tracebacks, wire
 from sandbox_kernel.guest.plain import PlainResults
 
 
@@ -35,6 +35,13 @@ def jsonable(value: Any, mime: str = "") -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return repr(value)
+
+
+class _EncodeOnly:
+    current_id = 0
+
+    def send(self, kind: str, request_id: int, /, **fields: Any) -> None:
+        wire.encode(kind, request_id, **fields)
 
 
 class ChannelDisplayHook(DisplayHook):
@@ -117,6 +124,21 @@ class SandboxShell(InteractiveShell):
         return super().should_run_async(
             raw_cell, transformed_cell=transformed_cell,
             preprocessing_exc_tuple=preprocessing_exc_tuple)
+
+    def run_cell_unseen(self, code: str) -> None:
+        """Runs ``code`` as a cell whose result is formatted and encoded but sent nowhere, and
+        which leaves no trace in ``_``, ``Out``, the history or the execution count."""
+        hook = cast(ChannelDisplayHook, self.displayhook)
+        outputs = self.history_manager.output_hist_reprs  # type: ignore[union-attr]
+        before = dict(outputs)
+        channel, cache_size = hook.channel, hook.cache_size
+        hook.channel, hook.cache_size = _EncodeOnly(), 0  # cache_size 0: no _, __ or Out
+        try:
+            self.run_cell(code, store_history=False)
+        finally:
+            hook.channel, hook.cache_size = channel, cache_size
+            outputs.clear()
+            outputs.update(before)
 
     def init_io(self) -> None:
         pass  # the worker has already put channel-backed streams on sys.stdout/stderr

@@ -283,10 +283,8 @@ class Worker:
             except ImportError:
                 pass
         # A cell with a result and one with a traceback: their first runs set up a good deal
-        # (formatters, ultratb, pygments) that a snapshot should hold. The result's traces
-        # (``_``, ``Out``) are then cleared; store_history=False leaves the count alone.
-        self.shell.run_cell("print(end='')\n0", store_history=False)
-        self.shell.displayhook.flush()
+        # (formatters, ultratb, pygments) that a snapshot should hold.
+        self.shell.run_cell_unseen("print(end='')\n0")
         self.shell.run_cell("raise KeyboardInterrupt", store_history=False, silent=True)
         self.shell.last_error = None
         gc.collect()
@@ -305,9 +303,9 @@ class Worker:
         # would translate the whole cell path (about 60 ms under TCG). Run it once now, after
         # the reply: a request that arrives meanwhile waits in the pipe, as it would anyway.
         # An interrupt meanwhile is kept for that request (self.executing is False here).
-        self.shell.run_cell("pass", store_history=False, silent=True)
-        data, metadata = self.shell.displayhook.compute_format_data(0)
-        wire.encode("execute_result", 0, execution_count=0, data=data, metadata=metadata)
+        self.shell.run_cell_unseen("print(end='')\n0")
+        wire.encode("complete", 0, status="ok", execution_count=0,
+                    user_expressions=self.shell.user_expressions({}), duration_s=0.0)
 
 
 def main() -> None:
