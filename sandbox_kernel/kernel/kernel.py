@@ -38,6 +38,8 @@ def _import_guest_modules() -> None:
     from sandbox_kernel import protocol as p
     from sandbox_kernel.vm.machine import SandboxVM
 
+    p.build_all()  # here, off the loop, rather than model by model in the first cell
+
 
 class SandboxKernel(Kernel):
     implementation = "sandbox-kernel"

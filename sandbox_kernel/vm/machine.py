@@ -325,8 +325,15 @@ class SandboxVM:
         channel.send(p.Interrupt(id=channel.next_id()))
 
     # --- stop -------------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self.boot_seconds is not None  # set when start() has finished
+
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None and self.channel is not None:
+        # A VM stopped halfway through its start (a kernel shut down while restoring) may be
+        # paused or not yet listening: it would never answer, so it is not asked.
+        if self.started and self.proc is not None and self.proc.returncode is None \
+                and self.channel is not None:
             with contextlib.suppress(SandboxError, TimeoutError):
                 await asyncio.wait_for(self.request(p.Shutdown), 1.0)
                 await asyncio.wait_for(self.proc.wait(), 2.0)
