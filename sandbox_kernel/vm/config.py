@@ -27,7 +27,8 @@ class VMConfig:
     # One deadline per boot attempt, and a retry: about one TCG boot in 30 hangs.
     boot_timeout_s: float = 60.0
     boot_attempts: int = 2
-    restore_timeout_s: float = 15.0
+    # Generous: thirty kernels restoring at once on two cores take up to about 20 s each.
+    restore_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.accel not in ("auto", "kvm", "tcg"):
