@@ -79,9 +79,7 @@ class ChannelDisplayHook(DisplayHook):
         self._metadata = md_dict or {}
 
     def finish_displayhook(self) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if self._data:
+        if self._data:  # send() flushes the output streams first, keeping the order
             self.channel.send("execute_result", self.channel.current_id,
                               execution_count=self.prompt_count, data=jsonable(self._data),
                               metadata=jsonable(self._metadata))

@@ -64,7 +64,7 @@ class SandboxKernel(Kernel):
                      help="Start from a memory snapshot when one matches").tag(config=True)
     image = Unicode("default", help="Guest image recipe").tag(config=True)
 
-    early_restore: EarlyRestore | None = None  # set by __main__ before the app starts
+    early_restore: EarlyRestore | None = None  # set by SandboxKernelApp.init_sockets
 
     @property
     def kernel_info(self) -> dict[str, Any]:
@@ -359,7 +359,7 @@ class SandboxKernel(Kernel):
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:
         # A restart is a new kernel process (jupyter_client starts one), so a new VM too.
-        if self._vm is not None:
+        if self._vm_task is not None:  # also when still importing: it would start a VM later
             with contextlib.suppress(Exception):
                 await self._on_main_loop(self._stop_vm())
         early, SandboxKernel.early_restore = SandboxKernel.early_restore, None

@@ -28,6 +28,13 @@ T = TypeVar("T")
 
 _KVM_FAILURE = "KVM internal error"
 _CONSOLE_TAIL = 6000
+_KEPT_BOOT_LOGS = 50
+
+
+def prune_boot_logs(folder: Path, keep: int = _KEPT_BOOT_LOGS) -> None:
+    """Keeps the newest ``keep`` boot-failure logs (their names sort by time)."""
+    for old in sorted(folder.glob("boot-failure-*.log"))[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 def _tail(path: Path, size: int = _CONSOLE_TAIL) -> str:
@@ -101,9 +108,8 @@ class SandboxVM:
 
     async def _adopt_cold_boot(self, early: "snapshot.EarlyRestore") -> bool:
         """Takes over a cold boot started early; False (and cleaned up) if it did not come up."""
-        self.proc, self.run = early.proc, early.run
-        self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
-                                       peer=self.proc.pid)
+        self.run = early.run
+        self._adopt(early.proc)
         try:
             await self._until_ready(self._wait_for_agent)
         except VMStartError as exc:
@@ -139,9 +145,8 @@ class SandboxVM:
         for attempt in (1, 2):
             try:
                 if early is not None and attempt == 1:
-                    self.proc, self.run = early.proc, early.run
-                    self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
-                                                   peer=self.proc.pid)
+                    self.run = early.run
+                    self._adopt(early.proc)
                 else:
                     assert self.image is not None and self.accel is not None
                     self._adopt(snapshot.launch_restore(self.config, self.image, self.accel,
@@ -172,6 +177,7 @@ class SandboxVM:
         self._adopt(QemuProcess(cmd, self.run.qemu_log))
 
     def _adopt(self, proc: QemuProcess) -> None:
+        """Takes ``proc``, started for ``self.run``, with a channel to its ports."""
         assert self.run is not None
         self.proc = proc
         self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
@@ -258,6 +264,7 @@ class SandboxVM:
         shutil.copy(self.run.console_log, dest)
         with dest.open("a") as fh:
             fh.write("\n--- QEMU output ---\n" + _tail(self.run.qemu_log))
+        prune_boot_logs(dest_dir)
         return dest
 
     async def _connect(self, channel: DualPortChannel) -> None:

@@ -98,7 +98,7 @@ def qemu_version(binary: str) -> str:
     with contextlib.suppress(OSError):
         memo.parent.mkdir(parents=True, exist_ok=True)
         part = memo.with_name(f"{memo.name}.{os.getpid()}")
-        part.write_text(json.dumps({key: version}))
+        part.write_text(json.dumps({**known, key: version}))
         part.replace(memo)
     return version
 

@@ -148,7 +148,7 @@ async def capture(vm: "SandboxVM", snap: SnapshotPaths) -> bool:
 
 @dataclass
 class EarlyRestore:
-    """A VM started before the kernel's imports and event loop, to overlap with them: a
+    """A VM started while the kernel process is still starting up, to overlap with it: a
     snapshot restore when one matches, otherwise a cold boot (``snap`` is None)."""
 
     config: VMConfig

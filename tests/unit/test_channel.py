@@ -69,6 +69,15 @@ async def connected(guest: FakeGuest, **kw: object) -> DualPortChannel:
     return channel
 
 
+async def ping_in_flight(guest: FakeGuest, **kw: object
+                         ) -> tuple[DualPortChannel, "asyncio.Task[p.Event]"]:
+    """A connected channel with a ping the guest has read but not answered."""
+    channel = await connected(guest, **kw)
+    reply = asyncio.create_task(channel.request(p.Ping(id=1)))
+    await guest.requests.get()
+    return channel, reply
+
+
 @pytest.mark.asyncio(loop_scope="function")
 async def test_request_gets_the_reply_with_its_id(guest: FakeGuest) -> None:
     channel = await connected(guest)
@@ -100,9 +109,7 @@ async def test_stream_yields_until_completion(guest: FakeGuest) -> None:
 
 @pytest.mark.asyncio(loop_scope="function")
 async def test_malformed_and_half_written_lines(guest: FakeGuest) -> None:
-    channel = await connected(guest)
-    reply = asyncio.create_task(channel.request(p.Ping(id=1)))
-    await guest.requests.get()
+    channel, reply = await ping_in_flight(guest)
     await guest.say(b"this is not json\n")
     await guest.say(b'{"type": "pong", "id": 1, "agent_version": 3}\n')  # wrong type
     whole = p.encode(p.Pong(id=1, agent_version="ok"))
@@ -119,9 +126,7 @@ async def test_malformed_and_half_written_lines(guest: FakeGuest) -> None:
 
 @pytest.mark.asyncio(loop_scope="function")
 async def test_oversized_line_is_dropped_and_reading_goes_on(guest: FakeGuest) -> None:
-    channel = await connected(guest, max_line=4096)
-    reply = asyncio.create_task(channel.request(p.Ping(id=1)))
-    await guest.requests.get()
+    channel, reply = await ping_in_flight(guest, max_line=4096)
     big = p.encode(p.OutputChunk(id=1, name="stdout", text="x" * 100_000))
     for start in range(0, len(big), 1000):
         await guest.say(big[start:start + 1000])
@@ -142,9 +147,7 @@ async def test_write_queue_is_bounded_and_fails_fast(guest: FakeGuest) -> None:
 
 @pytest.mark.asyncio(loop_scope="function")
 async def test_guest_going_away_ends_streams(guest: FakeGuest) -> None:
-    channel = await connected(guest)
-    reply = asyncio.create_task(channel.request(p.Ping(id=1)))
-    await guest.requests.get()
+    channel, reply = await ping_in_flight(guest)
     await guest.close()
     with pytest.raises(ChannelClosed):
         await reply

@@ -85,3 +85,15 @@ def test_qemu_version_is_remembered_per_binary(tmp_path: Path,
         assert qemu.qemu_version(str(fake)) == "10.0.0 (test)"
     finally:
         qemu.qemu_version.cache_clear()
+
+
+def test_boot_failure_logs_are_bounded(tmp_path: Path) -> None:
+    from sandbox_kernel.vm.machine import prune_boot_logs
+
+    names = [f"boot-failure-20261130-0000{i:02d}-sandbox-vm-x.log" for i in range(12)]
+    for name in names:
+        (tmp_path / name).write_text("log")
+    (tmp_path / "notes.txt").write_text("not a boot log")
+    prune_boot_logs(tmp_path, keep=5)
+    assert sorted(p.name for p in tmp_path.glob("boot-failure-*")) == names[-5:]
+    assert (tmp_path / "notes.txt").exists()
