@@ -61,6 +61,8 @@ class SandboxVM:
         self._stage = "booting"
         self._timeout = self.config.boot_timeout_s
         self._snapshot_rejected = False
+        self._incoming: str | None = None  # a restore's migration URI
+        self._capture_ram: snapshot.CaptureRam | None = None  # a boot that takes a snapshot
 
     async def __aenter__(self) -> "SandboxVM":
         await self.start()
@@ -90,26 +92,38 @@ class SandboxVM:
             from sandbox_kernel.vm.accel import choose_accelerator
 
             self.accel = (await choose_accelerator(self.config, self.image)).accel
+        capture = False
         if self.config.snapshots:
             snap = snapshot.snapshot_for(self.config, self.image, self.accel)
             if snap.exists() and await self._try_restore(snap):
                 self.boot_seconds = time.monotonic() - started
                 return
-        await self._cold_boot(self.image, self.accel)
+            capture = not snap.exists()
+        await self._cold_boot(self.image, self.accel, capture)
         await self._capture_if_missing()
         self.boot_seconds = time.monotonic() - started
 
     async def _capture_if_missing(self) -> None:
+        """After a boot on a capture RAM file: takes the snapshot, then goes on from it."""
+        ram, self._capture_ram = self._capture_ram, None
+        if ram is None:
+            return
         assert self.image is not None and self.accel is not None
-        if self.config.snapshots:
+        try:
             snap = snapshot.snapshot_for(self.config, self.image, self.accel)
-            if not snap.exists():
-                await snapshot.capture(self, snap)
+            if not await snapshot.capture(self, snap, ram):
+                return  # not taken: this VM runs on
+            # The VM that took the snapshot is gone; its RAM is the snapshot's now.
+            if not await self._try_restore(snap):
+                await self._cold_boot(self.image, self.accel, capture=False)
+        finally:
+            ram.discard()
 
     async def _adopt_cold_boot(self, early: "snapshot.EarlyRestore") -> bool:
         """Takes over a cold boot started early; False (and cleaned up) if it did not come up."""
         self.run = early.run
         self._adopt(early.proc)
+        self._capture_ram = early.capture_ram
         try:
             await self._until_ready(self._wait_for_agent)
         except VMStartError as exc:
@@ -119,12 +133,16 @@ class SandboxVM:
         self.started_from = "cold"
         return True
 
-    async def _cold_boot(self, image: ImagePaths, accel: str) -> None:
+    async def _cold_boot(self, image: ImagePaths, accel: str, capture: bool) -> None:
+        """``capture``: boot on a RAM file that a snapshot can be taken from."""
         failure: VMStartError | None = None
         for attempt in range(1, self.config.boot_attempts + 1):
             self._stage = "booting"
+            self._capture_ram = snapshot.CaptureRam.create() if capture else None
+            ram = self._capture_ram.backing() if self._capture_ram else None
             try:
-                self._launch(command_line(self.config, image, accel, self._new_run_dir()))
+                self._launch(command_line(self.config, image, accel, self._new_run_dir(),
+                                          ram=ram))
                 await self._until_ready(self._wait_for_agent)
             except VMStartError as exc:
                 failure = exc
@@ -147,15 +165,24 @@ class SandboxVM:
                 if early is not None and attempt == 1:
                     self.run = early.run
                     self._adopt(early.proc)
+                    self._incoming = early.incoming
                 else:
                     assert self.image is not None and self.accel is not None
-                    self._adopt(snapshot.launch_restore(self.config, self.image, self.accel,
-                                                        self._new_run_dir(), snap))
+                    try:
+                        proc, self._incoming = snapshot.launch_restore(
+                            self.config, self.image, self.accel, self._new_run_dir(), snap)
+                    except OSError as exc:  # incomplete, or just pruned by another kernel
+                        log.warning("cannot open the snapshot: %s", exc)
+                        await self._teardown()
+                        snap.discard()
+                        break
+                    self._adopt(proc)
                 await self._until_ready(self._resume_restored, self.config.restore_timeout_s)
             except SandboxError as exc:
-                # QEMU exits when it cannot load the file; then the file itself is bad.
+                # QEMU exits when it cannot load the snapshot, and so does a guest that
+                # crashes on resuming (code 0): then the snapshot itself is bad.
                 unloadable = self._snapshot_rejected or (
-                    self.proc is not None and self.proc.returncode not in (None, 0))
+                    self.proc is not None and self.proc.returncode is not None)
                 log.warning("snapshot restore failed (attempt %d, while %s): %s", attempt,
                             self._stage, str(exc).splitlines()[0])
                 await self._teardown()
@@ -193,6 +220,8 @@ class SandboxVM:
     async def _resume_restored(self, channel: DualPortChannel) -> None:
         self._stage = "loading the snapshot"
         qmp = await self.qmp()
+        assert self._incoming is not None
+        await snapshot.start_incoming(qmp, self._incoming)
         # The sockets are connected (above) before the guest runs again.
         # QMP has no "loaded" future to await; its status is the documented thing to poll.
         while (status := await self._run_state()) == "inmigrate":  # noqa: ASYNC110
@@ -346,6 +375,10 @@ class SandboxVM:
                 await asyncio.wait_for(self.proc.wait(), 2.0)
         await self._teardown()
 
+    async def terminate(self) -> None:
+        """Ends QEMU at once, whatever the guest is doing (for a VM paused for good)."""
+        await self._teardown()
+
     async def _teardown(self) -> None:
         if self._qmp is not None:
             with contextlib.suppress(Exception):
@@ -359,3 +392,6 @@ class SandboxVM:
         if self.run is not None:
             shutil.rmtree(self.run.path, ignore_errors=True)
             self.run = None
+        if self._capture_ram is not None:
+            self._capture_ram.discard()
+            self._capture_ram = None

@@ -129,15 +129,33 @@ def cpu_model(accel: str) -> str:
     return "max,-erms" if accel == "tcg" else "max"
 
 
+@dataclass(frozen=True)
+class GuestRam:
+    """Guest RAM in a file rather than anonymous memory. A boot that takes a snapshot maps
+    it shared, so the file becomes the snapshot's RAM; a restore maps it private: pages are
+    read from the page cache that all restored VMs share, and copied only when written."""
+
+    path: str
+    shared: bool
+
+    def qemu_object(self, memory_mb: int) -> str:
+        path = self.path.replace(",", ",,")  # QEMU's option syntax
+        return (f"memory-backend-file,id=ram,size={memory_mb}M,mem-path={path},"
+                f"share={'on' if self.shared else 'off'}")
+
+
 def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
-                 incoming: str | None = None) -> list[str]:
+                 incoming: str | None = None, ram: GuestRam | None = None) -> list[str]:
     # Under TCG, microvm's pic/pit/rtc must stay on: turning them off hangs the guest.
-    machine = "microvm,acpi=on,isa-serial=on"
+    machine = "microvm,acpi=on,isa-serial=on" + (",memory-backend=ram" if ram else "")
     # A bounded translation cache keeps an idle TCG VM's host memory down (the default is 1 GiB).
     accelerator = f"tcg,tb-size={config.tcg_cache_mb}" if accel == "tcg" else accel
     cpu = cpu_model(accel)
     append = " ".join([
         "console=ttyS0", "quiet", "loglevel=4", "panic=-1", "reboot=t", "random.trust_cpu=on",
+        # khugepaged would rebuild huge pages after a restore, copying tens of MB of guest
+        # memory that the host then holds for each VM.
+        "transparent_hugepage=never",
         f"sandbox.tmpsize={config.tmp_size}", f"sandbox.homesize={config.home_size}",
         *timing_args(accel),
     ])
@@ -158,6 +176,8 @@ def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
         "-device", f"virtserialport,bus=vs.0,chardev=evt,name={EVT_PORT}",
         "-qmp", f"unix:{run.qmp_socket},server=on,wait=off",
     ]
+    if ram is not None:
+        cmd += ["-object", ram.qemu_object(config.memory_mb)]
     if incoming is not None:
         cmd += ["-incoming", incoming]
     return cmd

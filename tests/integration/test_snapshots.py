@@ -1,8 +1,11 @@
 """Issue 4 on real VMs: snapshot capture and restore, reseeding, concurrent restores."""
 
 import asyncio
+import hashlib
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -32,7 +35,8 @@ async def snapshot_ready() -> AsyncIterator[snapshots.SnapshotPaths]:
         assert vm.image is not None and vm.accel is not None
         snap = snapshots.snapshot_for(vm.config, vm.image, vm.accel)
         assert snap.exists(), "the first start with snapshots on must leave a snapshot"
-        # The VM that took the snapshot keeps running, and is usable.
+        # The VM that took the snapshot is gone; the start goes on from the snapshot.
+        assert vm.started_from == "snapshot"
         assert (await run(vm, "print('captured')")).stdout == "captured\n"
         yield snap
     finally:
@@ -87,23 +91,63 @@ async def test_several_concurrent_restores(snapshot_ready: snapshots.SnapshotPat
         await asyncio.gather(*(vm.stop() for vm in vms))
 
 
+def _digest(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "blake2b").hexdigest()
+
+
+async def test_restored_vms_map_the_snapshot_ram_and_never_write_it(
+        snapshot_ready: snapshots.SnapshotPaths) -> None:
+    before = _digest(snapshot_ready.ram)
+    async with SandboxVM(config()) as vm:
+        assert vm.proc is not None
+        mappings = Path(f"/proc/{vm.proc.pid}/maps").read_text().splitlines()
+        ram = [m.split() for m in mappings if m.endswith(str(snapshot_ready.ram))]
+        assert len(ram) == 1 and ram[0][1] == "rw-p", ram  # private: copy-on-write
+        filled = await run(vm, "import numpy as np\n"
+                               "a = np.full(300 * 2**20 // 8, 0x5A5A5A5A5A5A5A5A, np.uint64)\n"
+                               "print(int(a[::4096].sum() % 1000))")
+        assert filled.stdout.strip().isdigit(), filled.events
+    assert _digest(snapshot_ready.ram) == before
+
+
+def _truncate_state(snap: snapshots.SnapshotPaths) -> None:
+    snap.state.write_bytes(snap.state.read_bytes()[:1000])
+
+
+def _delete_ram(snap: snapshots.SnapshotPaths) -> None:
+    snap.ram.unlink()
+
+
+def _zero_ram(snap: snapshots.SnapshotPaths) -> None:
+    """The guest resumes on empty memory, and dies."""
+    size = snap.ram.stat().st_size
+    snap.ram.unlink()
+    with snap.ram.open("wb") as fh:
+        fh.truncate(size)
+
+
+@pytest.mark.parametrize(("breakage", "log_says"), [
+    (_truncate_state, ("snapshot restore failed", "load of migration failed")),
+    (_delete_ram, ("cannot open the snapshot", "No such file or directory")),
+    (_zero_ram, ("snapshot restore failed",)),
+])
 async def test_a_broken_snapshot_falls_back_to_a_cold_boot(
-        snapshot_ready: snapshots.SnapshotPaths,
-        caplog: pytest.LogCaptureFixture) -> None:
-    saved = snapshot_ready.state.read_bytes()
-    snapshot_ready.state.write_bytes(saved[: len(saved) // 3])  # truncated
-    try:
-        async with SandboxVM(VMConfig(snapshots=True, boot_timeout_s=60)) as vm:
-            assert vm.started_from == "cold"
-            assert (await run(vm, "print('cold but fine')")).stdout == "cold but fine\n"
-        assert "snapshot restore failed" in caplog.text
-        assert "load of migration failed" in caplog.text
-        assert "booting cold instead" in caplog.text
-        # The broken file was deleted, and the cold boot took a whole new one.
-        assert snapshot_ready.state.stat().st_size > len(saved) // 3
-    finally:
-        if not snapshot_ready.exists():
-            snapshot_ready.state.write_bytes(saved)
+        snapshot_ready: snapshots.SnapshotPaths, caplog: pytest.LogCaptureFixture,
+        breakage: Callable[[snapshots.SnapshotPaths], None], log_says: tuple[str, ...]) -> None:
+    caplog.set_level(logging.INFO, logger="sandbox_kernel")
+    breakage(snapshot_ready)
+    marker = snapshot_ready.folder / "broken"  # inode numbers get reused; a file does not
+    marker.touch()
+    async with SandboxVM(VMConfig(snapshots=True, boot_timeout_s=60)) as vm:
+        # It booted cold, took a new snapshot and went on from that.
+        assert vm.started_from == "snapshot"
+        assert (await run(vm, "print('fine')")).stdout == "fine\n"
+    for words in log_says:
+        assert words in caplog.text
+    assert "booting cold instead" in caplog.text
+    assert "snapshot taken" in caplog.text
+    assert snapshot_ready.exists() and not marker.exists()
 
 
 async def test_snapshots_can_be_turned_off(monkeypatch: pytest.MonkeyPatch,

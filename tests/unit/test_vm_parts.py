@@ -58,13 +58,44 @@ def test_pruning_keeps_the_new_snapshot_and_the_most_recently_used(
     monkeypatch.setattr(snapshot.paths, "snapshots_dir", lambda: tmp_path)
     snaps = [snapshot.SnapshotPaths(f"k{i}") for i in range(5)]
     for age, snap in enumerate(snaps):
+        snap.folder.mkdir()
         snap.state.write_bytes(b"x")
+        snap.ram.write_bytes(b"x")
         snap.lock.touch()
-        os.utime(snap.state, (time.time() - 100 * age, time.time() - 100 * age))
-    os.close(snaps[4].open())  # a restore marks it used: now the most recent of the old ones
+        os.utime(snap.folder, (time.time() - 100 * age, time.time() - 100 * age))
+    # A restore marks it used: now the most recent of the old ones.
+    proc, uri = snapshot.launch_restore(VMConfig(qemu_binary="true"), ImagePaths(tmp_path),
+                                        "tcg", qemu.RunDir(tmp_path), snaps[4])
+    proc.popen.wait()
+    assert uri.startswith("fd:")
+    legacy = tmp_path / "old-format.state"
+    legacy.write_bytes(b"x")
+    dead_capture = tmp_path / ".capture-999999999-x"
+    live_capture = tmp_path / f".capture-{os.getpid()}-x"
+    dead_capture.mkdir()
+    live_capture.mkdir()
     snapshot.prune_snapshots(keep=snaps[3], limit=3)
     assert {s.key for s in snaps if s.exists()} == {"k0", "k3", "k4"}
     assert not snaps[1].lock.exists() and snaps[0].lock.exists()
+    assert not legacy.exists() and not dead_capture.exists() and live_capture.exists()
+
+
+def test_restore_maps_the_snapshot_ram_privately_from_one_folder(tmp_path: Path) -> None:
+    """QEMU opens ``ram`` and ``state`` inside the folder it was given as a descriptor, so a
+    snapshot replaced meanwhile cannot pair one file with the other's twin."""
+    image = ImagePaths(tmp_path)
+    (tmp_path / "initramfs-x.cpio").touch()
+    run = qemu.RunDir(tmp_path / "run")
+    ram = qemu.GuestRam("/proc/self/fd/7/ram", shared=False)
+    cmd = qemu.command_line(VMConfig(memory_mb=512), image, "tcg", run, "defer", ram)
+    line = " ".join(cmd)
+    assert "memory-backend-file,id=ram,size=512M,mem-path=/proc/self/fd/7/ram,share=off" in line
+    assert "memory-backend=ram" in cmd[cmd.index("-M") + 1]
+    assert cmd[-2:] == ["-incoming", "defer"]
+    capture = qemu.GuestRam("/home/a,b/ram", shared=True)
+    assert "mem-path=/home/a,,b/ram,share=on" in capture.qemu_object(1024)
+    plain = qemu.command_line(VMConfig(), image, "tcg", run)
+    assert "memory-backend" not in " ".join(plain)
 
 
 def test_qemu_version_is_remembered_per_binary(tmp_path: Path,
