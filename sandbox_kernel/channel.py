@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -74,14 +75,14 @@ class LineReader:
 
 class DualPortChannel:
     def __init__(self, cmd_path: Path, evt_path: Path, peer: int | None = None,
-                 max_line: int = p.MAX_LINE_BYTES) -> None:
+                 max_line: int = p.MAX_LINE_BYTES, first_id: int = 1) -> None:
         self.cmd_path = cmd_path
         self.evt_path = evt_path
         self.expected_peer = peer
         self.max_line = max_line
         self.protocol_errors: list[str] = []
         self.unsolicited: asyncio.Queue[p.Event] = asyncio.Queue(maxsize=EVENT_QUEUE_DEPTH)
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(first_id)
         self._streams: dict[int, asyncio.Queue[p.Event | SandboxError]] = {}
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=WRITE_QUEUE_DEPTH)
         self._tasks: list[asyncio.Task[None]] = []
@@ -89,8 +90,12 @@ class DualPortChannel:
         self._closed: SandboxError | None = None
 
     # --- connection -------------------------------------------------------------------------
-    async def _open(self, path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await asyncio.open_unix_connection(path, limit=_READ_SIZE)
+    async def _open(self, path: Path, sock: socket.socket | None
+                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if sock is None:
+            reader, writer = await asyncio.open_unix_connection(path, limit=_READ_SIZE)
+        else:
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_READ_SIZE)
         sock = writer.get_extra_info("socket")
         if self.expected_peer is not None and peer_pid(sock) != self.expected_peer:
             writer.close()
@@ -99,13 +104,24 @@ class DualPortChannel:
         self._writers.append(writer)
         return reader, writer
 
-    async def connect(self) -> None:
-        _, cmd_writer = await self._open(self.cmd_path)
-        evt_reader, _ = await self._open(self.evt_path)
+    async def connect(self, sockets: tuple[socket.socket, socket.socket] | None = None) -> None:
+        """Connects to the ports, or takes ``sockets`` already connected to them (a channel
+        handed over from another event loop by ``detach``)."""
+        cmd_sock, evt_sock = sockets or (None, None)
+        _, cmd_writer = await self._open(self.cmd_path, cmd_sock)
+        evt_reader, _ = await self._open(self.evt_path, evt_sock)
         self._tasks = [
             asyncio.create_task(self._write_loop(cmd_writer), name="channel-writer"),
             asyncio.create_task(self._read_loop(evt_reader), name="channel-reader"),
         ]
+
+    async def detach(self) -> tuple[socket.socket, socket.socket, int]:
+        """Copies of the two connected sockets and the next request id, for a channel on
+        another event loop; then closes this one. Call it with no request in flight."""
+        cmd, evt = (socket.socket(fileno=os.dup(w.get_extra_info("socket").fileno()))
+                    for w in self._writers)
+        await self.close()
+        return cmd, evt, self.next_id()
 
     async def close(self) -> None:
         self._fail(ChannelClosed("the channel was closed"))

@@ -11,15 +11,15 @@ _CONTROL_JOIN_S = 2.0
 class SandboxKernelApp(IPKernelApp):
     def init_sockets(self) -> None:
         super().init_sockets()
-        # The VM starts restoring (or booting) as soon as the frontend can reach us, and
-        # loads while the rest of the kernel starts up and the frontend shakes hands. Any
+        # The VM starts (restores, or boots) in a thread as soon as the frontend can reach
+        # us, while the rest of the kernel starts up and the frontend shakes hands. Any
         # earlier, and its start-up work would delay binding the sockets: a frontend that
         # retries its connection every 100 ms (ZMQ's default) then waits a whole extra try.
         from sandbox_kernel.kernel.kernel import SandboxKernel
-        from sandbox_kernel.vm.snapshot import EarlyRestore
+        from sandbox_kernel.vm.early import EarlyVM
 
         try:
-            SandboxKernel.early_restore = EarlyRestore.begin()
+            SandboxKernel.early_vm = EarlyVM.begin()
         except Exception:  # a failed head start must never stop the kernel
             logging.getLogger(__name__).debug("early VM start failed", exc_info=True)
 

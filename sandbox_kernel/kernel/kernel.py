@@ -25,8 +25,8 @@ from sandbox_kernel.vm.config import Accel, VMConfig
 
 if TYPE_CHECKING:
     from sandbox_kernel import protocol as p
+    from sandbox_kernel.vm.early import EarlyVM
     from sandbox_kernel.vm.machine import SandboxVM
-    from sandbox_kernel.vm.snapshot import EarlyRestore
 
 T = TypeVar("T")
 # The protocol's pydantic models and the VM manager take about 50 ms to import. That runs
@@ -64,7 +64,7 @@ class SandboxKernel(Kernel):
                      help="Start from a memory snapshot when one matches").tag(config=True)
     image = Unicode("default", help="Guest image recipe").tag(config=True)
 
-    early_restore: EarlyRestore | None = None  # set by SandboxKernelApp.init_sockets
+    early_vm: EarlyVM | None = None  # set by SandboxKernelApp.init_sockets
 
     @property
     def kernel_info(self) -> dict[str, Any]:
@@ -121,10 +121,14 @@ class SandboxKernel(Kernel):
             await asyncio.to_thread(_import_guest_modules)
         finally:
             self._imported.set()  # never leave a handler waiting, even on a broken install
-        vm = SandboxVM(self.vm_config())
+        config = self.vm_config()
+        early, SandboxKernel.early_vm = SandboxKernel.early_vm, None
+        vm = await early.take(config) if early is not None else None
+        if vm is None:  # none started early, or with other settings
+            vm = SandboxVM(config)
+            self._vm = vm  # stopped by a shutdown during its start
+            await vm.start()
         self._vm = vm
-        early, SandboxKernel.early_restore = SandboxKernel.early_restore, None
-        await vm.start(early=early)
         self.log.info("sandbox VM ready in %.2f s (%s, %s)", vm.boot_seconds or 0,
                       vm.accel, vm.started_from)
         return vm
@@ -362,9 +366,10 @@ class SandboxKernel(Kernel):
         if self._vm_task is not None:  # also when still importing: it would start a VM later
             with contextlib.suppress(Exception):
                 await self._on_main_loop(self._stop_vm())
-        early, SandboxKernel.early_restore = SandboxKernel.early_restore, None
+        early, SandboxKernel.early_vm = SandboxKernel.early_vm, None
         if early is not None:  # shut down before the VM was taken over
-            early.discard()
+            with contextlib.suppress(Exception):
+                await early.discard()
         return {"status": "ok", "restart": restart}
 
     async def _stop_vm(self) -> None:

@@ -5,6 +5,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -63,6 +64,7 @@ class SandboxVM:
         self._snapshot_rejected = False
         self._incoming: str | None = None  # a restore's migration URI
         self._capture_ram: snapshot.CaptureRam | None = None  # a boot that takes a snapshot
+        self._handover: tuple[socket.socket, socket.socket, int] | None = None
 
     async def __aenter__(self) -> "SandboxVM":
         await self.start()
@@ -73,20 +75,15 @@ class SandboxVM:
         await self.stop()
 
     # --- start ------------------------------------------------------------------------------
-    async def start(self, early: "snapshot.EarlyRestore | None" = None) -> None:
-        """Boots, or restores a snapshot (``early``: one already started by the caller)."""
+    async def start(self, head_start: "snapshot.HeadStart | None" = None) -> None:
+        """Restores the snapshot, or boots (and takes the snapshot). ``head_start``: a
+        restore of this VM's snapshot that the caller has launched already."""
         started = time.monotonic()
-        if early is not None and early.matches(self.config):
-            self.image, self.accel = early.image, early.accel
-            if early.snap is not None and await self._try_restore(early.snap, early):
+        if head_start is not None:
+            self.image, self.accel = head_start.image, head_start.accel
+            if await self._try_restore(head_start.snap, head_start):
                 self.boot_seconds = time.monotonic() - started
                 return
-            if early.snap is None and await self._adopt_cold_boot(early):
-                await self._capture_if_missing()
-                self.boot_seconds = time.monotonic() - started
-                return
-        elif early is not None:
-            early.discard()
         self.image = await asyncio.to_thread(require_image, self.config.image)
         if self.accel is None:
             from sandbox_kernel.vm.accel import choose_accelerator
@@ -119,20 +116,6 @@ class SandboxVM:
         finally:
             ram.discard()
 
-    async def _adopt_cold_boot(self, early: "snapshot.EarlyRestore") -> bool:
-        """Takes over a cold boot started early; False (and cleaned up) if it did not come up."""
-        self.run = early.run
-        self._adopt(early.proc)
-        self._capture_ram = early.capture_ram
-        try:
-            await self._until_ready(self._wait_for_agent)
-        except VMStartError as exc:
-            log.warning("the early boot failed (%s); booting again", exc.reason)
-            await self._teardown()
-            return False
-        self.started_from = "cold"
-        return True
-
     async def _cold_boot(self, image: ImagePaths, accel: str, capture: bool) -> None:
         """``capture``: boot on a RAM file that a snapshot can be taken from."""
         failure: VMStartError | None = None
@@ -157,17 +140,16 @@ class SandboxVM:
         raise failure
 
     async def _try_restore(self, snap: "snapshot.SnapshotPaths",
-                           early: "snapshot.EarlyRestore | None" = None) -> bool:
+                           head_start: "snapshot.HeadStart | None" = None) -> bool:
         # A restore normally takes well under a second, so it gets a short deadline and one
         # retry; a snapshot QEMU cannot load is deleted, and the caller boots cold.
         for attempt in (1, 2):
             try:
-                if early is not None and attempt == 1:
-                    self.run = early.run
-                    self._adopt(early.proc)
-                    self._incoming = early.incoming
+                assert self.image is not None and self.accel is not None
+                if head_start is not None and attempt == 1:
+                    self.run, self._incoming = head_start.run, head_start.incoming
+                    self._adopt(head_start.proc)
                 else:
-                    assert self.image is not None and self.accel is not None
                     try:
                         proc, self._incoming = snapshot.launch_restore(
                             self.config, self.image, self.accel, self._new_run_dir(), snap)
@@ -337,6 +319,24 @@ class SandboxVM:
                 await client.connect(str(self.run.qmp_socket))
             self._qmp = client
         return self._qmp
+
+    # --- hand-over between event loops (the kernel starts its VM in a thread) ---------------
+    async def detach(self) -> None:
+        """Readies a started VM for ``attach`` on another event loop."""
+        if self._qmp is not None:
+            await self._qmp.disconnect()
+            self._qmp = None  # reconnected on demand
+        assert self.channel is not None
+        self._handover = await self.channel.detach()
+        self.channel = None
+
+    async def attach(self) -> None:
+        assert self._handover is not None and self.run is not None and self.proc is not None
+        cmd, evt, next_id = self._handover
+        self._handover = None
+        self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
+                                       peer=self.proc.pid, first_id=next_id)
+        await self.channel.connect(sockets=(cmd, evt))
 
     # --- use --------------------------------------------------------------------------------
     def _require_channel(self) -> DualPortChannel:

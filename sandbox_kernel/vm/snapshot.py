@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -237,63 +236,42 @@ async def capture(vm: "SandboxVM", snap: SnapshotPaths, ram: CaptureRam) -> bool
     return True
 
 
-@dataclass
-class EarlyRestore:
-    """A VM started while the kernel process is still starting up, to overlap with it: a
-    snapshot restore when one matches, otherwise a cold boot (``snap`` is None)."""
+@dataclass(frozen=True)
+class HeadStart:
+    """A restore launched before the VM manager was imported (``launch_early``)."""
 
-    config: VMConfig
+    snap: SnapshotPaths
     image: ImagePaths
     accel: str
-    snap: SnapshotPaths | None
     run: RunDir
     proc: QemuProcess
-    incoming: str | None = None  # the restore's migration URI
-    capture_ram: CaptureRam | None = None  # a cold boot that will take the snapshot
+    incoming: str
 
-    @classmethod
-    def begin(cls, config: VMConfig | None = None) -> "EarlyRestore | None":
-        config = config or VMConfig()
-        image = image_paths(config.image)
-        if not image.base_complete() or not image.initramfs().exists():
+
+def launch_early(config: VMConfig) -> HeadStart | None:
+    """Launches QEMU for a restore when everything it needs is known already: the image,
+    the accelerator's cached verdict and a snapshot. Imports nothing heavy."""
+    image = image_paths(config.image)
+    if not config.snapshots or not image.base_complete() or not image.initramfs().exists():
+        return None
+    accel: str = config.accel
+    if accel == "auto":
+        from sandbox_kernel.vm.accel import cached_verdict
+
+        verdict = cached_verdict(config)
+        if verdict is None:
             return None
-        if config.accel == "auto":
-            from sandbox_kernel.vm.accel import cached_verdict
-
-            verdict = cached_verdict(config)
-            if verdict is None:
-                return None
-            accel = verdict.accel
-        else:
-            accel = config.accel
-        snap: SnapshotPaths | None = snapshot_for(config, image, accel)
-        if not config.snapshots or snap is None or not snap.exists():
-            snap = None
-        run = RunDir.create()
-        if snap is not None:
-            try:
-                proc, incoming = launch_restore(config, image, accel, run, snap)
-            except OSError:
-                shutil.rmtree(run.path, ignore_errors=True)
-                raise  # the VM manager finds out again, and says why
-            return cls(config, image, accel, snap, run, proc, incoming=incoming)
-        ram = CaptureRam.create() if config.snapshots else None
-        cmd = command_line(config, image, accel, run, ram=ram.backing() if ram else None)
-        return cls(config, image, accel, None, run, QemuProcess(cmd, run.qemu_log),
-                   capture_ram=ram)
-
-    def matches(self, config: VMConfig) -> bool:
-        return (config.snapshots == self.config.snapshots
-                and config.machine_key() == self.config.machine_key()
-                and config.accel in ("auto", self.accel)
-                and config.qemu_binary == self.config.qemu_binary)
-
-    def discard(self) -> None:
-        self.proc.signal(signal.SIGKILL)
-        self.proc.popen.wait()
-        shutil.rmtree(self.run.path, ignore_errors=True)
-        if self.capture_ram is not None:
-            self.capture_ram.discard()
+        accel = verdict.accel
+    snap = snapshot_for(config, image, accel)
+    if not snap.exists():
+        return None
+    run = RunDir.create()
+    try:
+        proc, incoming = launch_restore(config, image, accel, run, snap)
+    except OSError:
+        shutil.rmtree(run.path, ignore_errors=True)
+        return None  # the VM manager finds out again, and says why
+    return HeadStart(snap, image, accel, run, proc, incoming)
 
 
 def describe(config: VMConfig) -> str:

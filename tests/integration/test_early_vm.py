@@ -1,0 +1,74 @@
+"""The kernel's head start: a VM started in a thread, then taken over by another event loop."""
+
+import asyncio
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sandbox_kernel.vm import SandboxVM, VMConfig
+from sandbox_kernel.vm.early import EarlyVM
+from tests.integration.vmtools import run
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
+
+
+def _qemu_pids() -> set[int]:
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().startswith("qemu-system"):
+                    pids.add(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _run_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("sandbox-vm-*"))
+
+
+@pytest.fixture(scope="module")
+def snapshot_exists() -> None:
+    async def boot_once() -> None:
+        async with SandboxVM(VMConfig(snapshots=True)):
+            pass  # the first start takes the snapshot
+
+    asyncio.run(boot_once())
+
+
+async def test_a_vm_started_early_is_taken_over_and_outlives_its_thread(
+        snapshot_exists: None) -> None:
+    early = EarlyVM.begin(VMConfig(snapshots=True))
+    vm = await early.take(VMConfig(snapshots=True))
+    assert vm is not None and vm.started_from == "snapshot"
+    try:
+        # QEMU dies with the thread that started it; that thread must not have ended.
+        await asyncio.sleep(0.5)
+        assert (await run(vm, "print(6 * 7)")).stdout == "42\n"
+        assert (await run(vm, "import os; print(len(os.urandom(8)))")).stdout == "8\n"
+    finally:
+        await vm.stop()
+
+
+async def test_a_vm_started_with_other_settings_is_not_taken(snapshot_exists: None) -> None:
+    before_qemu, before_dirs = _qemu_pids(), _run_dirs()
+    early = EarlyVM.begin(VMConfig(snapshots=True))
+    assert await early.take(replace(VMConfig(snapshots=True), memory_mb=768)) is None
+    assert _qemu_pids() <= before_qemu and _run_dirs() <= before_dirs
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.05, 1.0])
+async def test_discarding_an_early_start_leaves_nothing(snapshot_exists: None,
+                                                        after_s: float) -> None:
+    # At once, while QEMU loads, and once the VM is ready and handed over to nobody.
+    before_qemu, before_dirs = _qemu_pids(), _run_dirs()
+    early = EarlyVM.begin(VMConfig(snapshots=True))
+    await asyncio.sleep(after_s)
+    started = time.monotonic()
+    await early.discard()
+    assert time.monotonic() - started < 5
+    assert _qemu_pids() <= before_qemu and _run_dirs() <= before_dirs
