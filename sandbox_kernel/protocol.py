@@ -156,13 +156,9 @@ class PrepareSnapshot(Message):
     type: Literal["prepare_snapshot"] = "prepare_snapshot"
 
 
-class Shutdown(Message):
-    type: Literal["shutdown"] = "shutdown"
-
-
 Request = Annotated[
     Ping | Execute | Interrupt | InputReply | Complete | Inspect | IsComplete | History
-    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Warm | PrepareSnapshot | Shutdown,
+    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Warm | PrepareSnapshot,
     Field(discriminator="type"),
 ]
 

@@ -155,8 +155,7 @@ class Worker:
             with self._lock:
                 lost = list(self.inflight)
                 self.inflight.clear()
-            if not self.agent.stopping:
-                self._start()  # before reporting, so that the next request finds it
+            self._start()  # before reporting, so that the next request finds it
         for request_id in lost:
             self.agent.send(p.ExecutionComplete(
                 id=request_id, status="error", ename="WorkerDied",
@@ -167,7 +166,6 @@ class Worker:
 
 class Agent:
     def __init__(self, first: WorkerProcess | None = None) -> None:
-        self.stopping = False
         self.cmd = CommandPort(find_port(p.CMD_PORT), p.MAX_LINE_BYTES)
         self.evt = EventPort(find_port(p.EVT_PORT))
         self.worker = Worker(self, first)
@@ -220,9 +218,6 @@ class Agent:
                 self.send(p.Ack(id=rid))
             case p.InputReply():
                 self.worker.submit(None, line)  # part of the execution already in flight
-            case p.Shutdown(id=rid):
-                self.send(p.Ack(id=rid))
-                self.power_off()
             case _:
                 self.worker.submit(request.id, line)
 
@@ -243,18 +238,6 @@ class Agent:
                     fh.write(value)
             except OSError:
                 pass
-
-    def power_off(self) -> None:
-        self.stopping = True
-        if self.worker.proc is not None:
-            try:
-                os.killpg(self.worker.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        os.sync()
-        if os.getpid() == 1:
-            _libc.reboot(_RB_POWER_OFF)
-        sys.exit(0)
 
 
 def _warm_cell_path() -> None:

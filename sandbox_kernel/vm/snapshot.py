@@ -227,7 +227,7 @@ async def capture(vm: "SandboxVM", snap: SnapshotPaths, ram: CaptureRam) -> bool
             await vm.reseed()
             log.warning("taking a snapshot failed (%s); later starts will boot cold", status)
             return False
-        await vm.terminate()
+        await vm.stop()
         await asyncio.to_thread(_sync_files, ram.folder)
         ram.folder.rename(snap.folder)  # atomic: a reader never sees half a snapshot
     log.info("snapshot taken in %.1f s: %s (%.0f MB on disk)", time.monotonic() - started,

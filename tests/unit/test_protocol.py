@@ -39,7 +39,7 @@ def test_final_events_end_streams() -> None:
 
 
 def test_every_union_member_is_reachable_by_its_type() -> None:
-    assert set(p.REQUESTS) >= {"ping", "execute", "interrupt", "input_reply", "shutdown"}
+    assert set(p.REQUESTS) >= {"ping", "execute", "interrupt", "input_reply", "reseed"}
     assert set(p.EVENTS) >= {"pong", "output", "complete", "display_data", "agent_error"}
     for name, model in {**p.REQUESTS, **p.EVENTS}.items():
         assert model.model_fields["type"].default == name
