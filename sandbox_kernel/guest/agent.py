@@ -171,7 +171,7 @@ class Agent:
         self.worker = Worker(self, first)
 
     def send(self, event: p.Message) -> None:
-        self.evt.send(p.encode(event))
+        self.evt.send_json(p.to_json(event))
 
     def send_raw(self, line: bytes) -> None:
         self.evt.send(line)

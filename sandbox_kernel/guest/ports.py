@@ -96,12 +96,21 @@ class EventPort:
         _notify_on_change(self.fd)
 
     def send(self, line: bytes) -> None:
-        view = memoryview(line)
         with self._lock:
-            while view:
-                try:
-                    n = os.write(self.fd, view[:_MAX_WRITE])
-                except InterruptedError:
-                    continue
-                view = view[n:]
+            self._write(line)
+
+    def send_json(self, payload: bytes) -> None:
+        """``payload`` and its newline, without copying a large payload to append it."""
+        with self._lock:
+            self._write(payload)
+            self._write(b"\n")
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view[:_MAX_WRITE])
+            except InterruptedError:
+                continue
+            view = view[n:]
 
