@@ -96,7 +96,11 @@ class EarlyVM:
             if config != self.config:
                 return None
             raise
-        await vm.attach()
+        try:
+            await vm.attach()
+        except BaseException:  # cancelled meanwhile: nobody else would stop it
+            await vm.stop()
+            raise
         if config != self.config:
             await vm.stop()
             return None
