@@ -40,19 +40,21 @@ class EarlyVM:
 
     # --- in the thread ----------------------------------------------------------------------
     def _run(self) -> None:
+        # The VM is handed over only once this thread's event loop has shut down entirely.
         try:
-            asyncio.run(self._start())
+            vm = asyncio.run(self._start())
         except asyncio.CancelledError:
             self._result.set_exception(SandboxError("the early VM start was cancelled"))
             return
         except Exception as exc:  # handed to whoever takes the VM
             self._result.set_exception(exc)
             return
+        self._result.set_result(vm)
         # QEMU dies with the *thread* that started it (PR_SET_PDEATHSIG), so this thread
         # stays for as long as the process.
         threading.Event().wait()
 
-    async def _start(self) -> None:
+    async def _start(self) -> "SandboxVM":
         self._task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
         if self._cancelled:  # cancel() came before the loop existed
@@ -74,7 +76,7 @@ class EarlyVM:
         except BaseException:
             await vm.stop()
             raise
-        self._result.set_result(vm)
+        return vm
 
     # --- from the kernel --------------------------------------------------------------------
     def cancel(self) -> None:
@@ -88,7 +90,7 @@ class EarlyVM:
         """The started VM, now on this event loop; None if it was started with other
         settings than ``config`` (and is stopped). Raises what the start raised."""
         try:
-            vm = await asyncio.wrap_future(self._result)
+            vm = await self._outcome()
         except asyncio.CancelledError:
             await self.discard()
             raise
@@ -106,11 +108,18 @@ class EarlyVM:
             return None
         return vm
 
+    def _outcome(self) -> "asyncio.Future[SandboxVM]":
+        # Shielded: cancelling a wrapped future would cancel the thread's future too, and
+        # then nobody could wait for the thread to finish cleaning up.
+        inner = asyncio.wrap_future(self._result)
+        inner.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, not lost
+        return asyncio.shield(inner)
+
     async def discard(self) -> None:
         """Stops the start, or the VM it started, and waits until nothing is left."""
         self.cancel()
         try:
-            vm = await asyncio.wait_for(asyncio.wrap_future(self._result), _CANCEL_S)
+            vm = await asyncio.wait_for(self._outcome(), _CANCEL_S)
         except Exception:  # it failed, or was cancelled, and cleaned up after itself
             return
         await vm.attach()

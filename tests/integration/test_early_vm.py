@@ -1,6 +1,7 @@
 """The kernel's head start: a VM started in a thread, then taken over by another event loop."""
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from dataclasses import replace
@@ -71,4 +72,20 @@ async def test_discarding_an_early_start_leaves_nothing(snapshot_exists: None,
     started = time.monotonic()
     await early.discard()
     assert time.monotonic() - started < 5
+    assert _qemu_pids() <= before_qemu and _run_dirs() <= before_dirs
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.05, 0.15, 1.0])
+async def test_cancelling_the_take_over_leaves_nothing(snapshot_exists: None,
+                                                       after_s: float) -> None:
+    # A kernel shut down while its VM starts cancels the task waiting in take(); by the time
+    # that task has ended, the VM must be gone, since the process exits right after.
+    before_qemu, before_dirs = _qemu_pids(), _run_dirs()
+    early = EarlyVM.begin(VMConfig(snapshots=True))
+    task = asyncio.create_task(early.take(VMConfig(snapshots=True)))
+    await asyncio.sleep(after_s)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        vm = await task
+        await vm.stop()  # it won the race: ready before the cancellation
     assert _qemu_pids() <= before_qemu and _run_dirs() <= before_dirs
