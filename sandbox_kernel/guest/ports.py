@@ -100,10 +100,14 @@ class EventPort:
             self._write(line)
 
     def send_json(self, payload: bytes) -> None:
-        """``payload`` and its newline, without copying a large payload to append it."""
+        """``payload`` and its newline, without copying a large payload to append it. A
+        small one goes in one write: each write is a trip through the virtio port."""
         with self._lock:
-            self._write(payload)
-            self._write(b"\n")
+            if len(payload) < _MAX_WRITE:
+                self._write(payload + b"\n")
+            else:
+                self._write(payload)
+                self._write(b"\n")
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
