@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import signal
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sandbox_kernel.errors import SandboxError
 from sandbox_kernel.vm import snapshot
@@ -28,7 +28,7 @@ class EarlyVM:
         self.config = config
         self._result: concurrent.futures.Future[SandboxVM] = concurrent.futures.Future()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
         self._thread = threading.Thread(target=self._run, name="early-vm", daemon=True)
 
