@@ -33,7 +33,10 @@ class QemuProcess:
                 pass_fds=pass_fds,
             )
         self.pid = self.popen.pid
-        (log.parent / "qemu.pid").write_text(str(self.pid))
+        # Written whole (rename), so that whoever reads it never sees an empty file.
+        part = log.parent / "qemu.pid.part"
+        part.write_text(str(self.pid))
+        part.replace(log.parent / "qemu.pid")
 
     @property
     def returncode(self) -> int | None:

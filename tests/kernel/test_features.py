@@ -367,15 +367,17 @@ def test_shutdown_before_any_cell_stops_the_early_started_vm() -> None:
     # after the first kernel_info. A shutdown before any cell must still end it cleanly.
     km = KernelManager(kernel_name=KERNEL_NAME)
     km.start_kernel()
-    pid = _kernel_pid(km)
-    deadline = time.monotonic() + 30
-    while not _qemu_children(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    qemu = _qemu_children(pid)
-    assert qemu, "the kernel process starts its VM at once"
-    run_dirs = _run_dirs_of(qemu)
     process = km.provisioner.process  # type: ignore[union-attr]
-    km.shutdown_kernel(now=False)
+    try:
+        pid = _kernel_pid(km)
+        deadline = time.monotonic() + 30
+        while not _qemu_children(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        qemu = _qemu_children(pid)
+        assert qemu, "the kernel process starts its VM at once"
+        run_dirs = _run_dirs_of(qemu)
+    finally:
+        km.shutdown_kernel(now=False)
     assert process.wait(timeout=10) == 0  # it exited by itself, not by SIGTERM
     assert not any(Path(f"/proc/{q}/cmdline").exists() and
                    Path(f"/proc/{q}/cmdline").read_bytes() for q in qemu)
