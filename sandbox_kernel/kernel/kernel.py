@@ -19,7 +19,7 @@ from ipykernel.kernelbase import Kernel
 from traitlets import Bool, Enum, Int, Unicode
 
 from sandbox_kernel import __version__
-from sandbox_kernel.errors import SandboxError, VMDied
+from sandbox_kernel.errors import SandboxError, VMDied, VMStartError
 from sandbox_kernel.kernel.stdin import ask_frontend
 from sandbox_kernel.vm.config import Accel, VMConfig
 
@@ -117,6 +117,17 @@ class SandboxKernel(Kernel):
             signal.signal(signal.SIGINT, lambda *_: self._call_on_loop(self._interrupt_guest))
 
     async def _start_vm(self) -> SandboxVM:
+        try:
+            return await self._start_vm_unguarded()
+        except (SandboxError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # Every request waiting for the VM must get an answer; an unexpected failure
+            # would otherwise reach ipykernel as an exception, which sends no reply at all.
+            self.log.exception("the sandbox VM could not start")
+            raise VMStartError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _start_vm_unguarded(self) -> SandboxVM:
         try:
             await asyncio.to_thread(_import_guest_modules)
         finally:

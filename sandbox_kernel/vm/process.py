@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -22,15 +24,28 @@ def _child_setup(parent: int) -> None:
         os._exit(1)
 
 
+def _dies_with_parent(cmd: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """``cmd`` run so that it gets SIGKILL when the thread that started it ends.
+
+    setpriv (util-linux) sets that up and execs QEMU under the same pid. A ``preexec_fn``
+    is the fallback only: it runs Python's at-fork hooks, and in a threaded process one of
+    them (concurrent.futures') can corrupt a lock when another thread imports meanwhile;
+    that once left a kernel unable to start its VM."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        return [setpriv, "--pdeathsig", "KILL", "--", *cmd], None
+    parent = os.getpid()
+    return cmd, lambda: _child_setup(parent)
+
+
 class QemuProcess:
     def __init__(self, cmd: list[str], log: Path, pass_fds: tuple[int, ...] = ()) -> None:
         """A new session keeps Jupyter's SIGINT to the kernel's process group away from QEMU."""
-        parent = os.getpid()
+        cmd, child_setup = _dies_with_parent(cmd)
         with log.open("wb") as out:
             self.popen = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=lambda: _child_setup(parent),
-                pass_fds=pass_fds,
+                start_new_session=True, preexec_fn=child_setup, pass_fds=pass_fds,
             )
         self.pid = self.popen.pid
         # Written whole (rename), so that whoever reads it never sees an empty file.

@@ -426,3 +426,25 @@ def test_a_vm_that_cannot_start_explains_itself_on_the_first_cell() -> None:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_an_unexpected_vm_start_failure_answers_the_cell(tmp_path: Path) -> None:
+    # Any failure of the VM start must reach the frontend as an error reply; an exception
+    # that escaped to ipykernel used to leave the cell waiting for ever.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sandbox_kernel.kernel.kernel as k\n"
+        "def broken():\n"
+        "    raise RuntimeError('injected start failure')\n"
+        "k._import_guest_modules = broken\n")
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel(env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply, _ = run(kc, "1 + 1", timeout=30)
+        assert reply["content"]["status"] == "error"
+        assert "injected start failure" in reply["content"]["evalue"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
