@@ -411,21 +411,27 @@ def test_qemu_exits_when_the_kernel_process_is_killed() -> None:
     assert not any(d.exists() for d in run_dirs)
 
 
-def test_a_vm_that_cannot_start_explains_itself_on_the_first_cell() -> None:
-    km = KernelManager(kernel_name="sandbox-python")
-    km.start_kernel(env={**os.environ, "SANDBOX_KERNEL_ACCEL": "kvm",
-                         "SANDBOX_KERNEL_SNAPSHOTS": "0"})
+def _first_cell(env: dict[str, str], code: str, timeout: float
+                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The reply to, and IOPub messages of, the first cell of a kernel started with ``env``."""
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel(env={**os.environ, **env})
     kc = km.client()
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=60)
-        reply, msgs = run(kc, "print('never')", timeout=120)
-        assert reply["content"]["status"] == "error"
-        assert "sandbox-kernel doctor" in reply["content"]["evalue"]
-        assert any(m["msg_type"] == "error" for m in msgs)
+        return run(kc, code, timeout=timeout)
     finally:
         kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        km.shutdown_kernel(now=False)
+
+
+def test_a_vm_that_cannot_start_explains_itself_on_the_first_cell() -> None:
+    reply, msgs = _first_cell({"SANDBOX_KERNEL_ACCEL": "kvm", "SANDBOX_KERNEL_SNAPSHOTS": "0"},
+                              "print('never')", timeout=120)
+    assert reply["content"]["status"] == "error"
+    assert "sandbox-kernel doctor" in reply["content"]["evalue"]
+    assert any(m["msg_type"] == "error" for m in msgs)
 
 
 def test_an_unexpected_vm_start_failure_answers_the_cell(tmp_path: Path) -> None:
@@ -436,15 +442,6 @@ def test_an_unexpected_vm_start_failure_answers_the_cell(tmp_path: Path) -> None
         "def broken():\n"
         "    raise RuntimeError('injected start failure')\n"
         "k._import_guest_modules = broken\n")
-    km = KernelManager(kernel_name=KERNEL_NAME)
-    km.start_kernel(env={**os.environ, "PYTHONPATH": str(tmp_path)})
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        reply, _ = run(kc, "1 + 1", timeout=30)
-        assert reply["content"]["status"] == "error"
-        assert "injected start failure" in reply["content"]["evalue"]
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=False)
+    reply, _ = _first_cell({"PYTHONPATH": str(tmp_path)}, "1 + 1", timeout=30)
+    assert reply["content"]["status"] == "error"
+    assert "injected start failure" in reply["content"]["evalue"]
