@@ -8,8 +8,6 @@ VM is handed over to the kernel's event loop with ``take``.
 import asyncio
 import concurrent.futures
 import contextlib
-import shutil
-import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -65,9 +63,7 @@ class EarlyVM:
             from sandbox_kernel.vm.machine import SandboxVM
         except BaseException:
             if head_start is not None:
-                head_start.proc.signal(signal.SIGKILL)
-                head_start.proc.popen.wait()
-                shutil.rmtree(head_start.run.path, ignore_errors=True)
+                head_start.discard()
             raise
         vm = SandboxVM(self.config)
         try:

@@ -7,6 +7,7 @@ exists, while the kernel process is still importing) and awaited through a pidfd
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -24,6 +25,11 @@ def _child_setup(parent: int) -> None:
         os._exit(1)
 
 
+@functools.cache
+def _setpriv() -> str | None:
+    return shutil.which("setpriv")
+
+
 def _dies_with_parent(cmd: list[str]) -> tuple[list[str], Callable[[], None] | None]:
     """``cmd`` run so that it gets SIGKILL when the thread that started it ends.
 
@@ -31,7 +37,7 @@ def _dies_with_parent(cmd: list[str]) -> tuple[list[str], Callable[[], None] | N
     is the fallback only: it runs Python's at-fork hooks, and in a threaded process one of
     them (concurrent.futures') can corrupt a lock when another thread imports meanwhile;
     that once left a kernel unable to start its VM."""
-    setpriv = shutil.which("setpriv")
+    setpriv = _setpriv()
     if setpriv is not None:
         return [setpriv, "--pdeathsig", "KILL", "--", *cmd], None
     parent = os.getpid()

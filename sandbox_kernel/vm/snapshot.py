@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -246,6 +247,12 @@ class HeadStart:
     run: RunDir
     proc: QemuProcess
     incoming: str
+
+    def discard(self) -> None:
+        """For a head start nobody takes over."""
+        self.proc.signal(signal.SIGKILL)
+        self.proc.popen.wait()
+        shutil.rmtree(self.run.path, ignore_errors=True)
 
 
 def launch_early(config: VMConfig) -> HeadStart | None:

@@ -2,34 +2,17 @@
 
 import asyncio
 import contextlib
-import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from sandbox_kernel.vm import SandboxVM, VMConfig
 from sandbox_kernel.vm.early import EarlyVM
 from tests.integration.vmtools import run
+from tests.leftovers import qemu_processes, run_dirs
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
-
-
-def _qemu_pids() -> set[int]:
-    pids = set()
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if (proc / "comm").read_text().startswith("qemu-system"):
-                    pids.add(int(proc.name))
-            except OSError:
-                pass
-    return pids
-
-
-def _run_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("sandbox-vm-*"))
 
 
 @pytest.fixture(scope="module")
@@ -56,23 +39,23 @@ async def test_a_vm_started_early_is_taken_over_and_outlives_its_thread(
 
 
 async def test_a_vm_started_with_other_settings_is_not_taken(snapshot_exists: None) -> None:
-    before_qemu, before_dirs = _qemu_pids(), _run_dirs()
+    before_qemu, before_dirs = qemu_processes(), run_dirs()
     early = EarlyVM.begin(VMConfig(snapshots=True))
     assert await early.take(replace(VMConfig(snapshots=True), memory_mb=768)) is None
-    assert _qemu_pids() <= before_qemu and _run_dirs() <= before_dirs
+    assert qemu_processes() <= before_qemu and run_dirs() <= before_dirs
 
 
 @pytest.mark.parametrize("after_s", [0.0, 0.05, 1.0])
 async def test_discarding_an_early_start_leaves_nothing(snapshot_exists: None,
                                                         after_s: float) -> None:
     # At once, while QEMU loads, and once the VM is ready and handed over to nobody.
-    before_qemu, before_dirs = _qemu_pids(), _run_dirs()
+    before_qemu, before_dirs = qemu_processes(), run_dirs()
     early = EarlyVM.begin(VMConfig(snapshots=True))
     await asyncio.sleep(after_s)
     started = time.monotonic()
     await early.discard()
     assert time.monotonic() - started < 5
-    assert _qemu_pids() <= before_qemu and _run_dirs() <= before_dirs
+    assert qemu_processes() <= before_qemu and run_dirs() <= before_dirs
 
 
 @pytest.mark.parametrize("after_s", [0.0, 0.05, 0.15, 1.0])
@@ -80,7 +63,7 @@ async def test_cancelling_the_take_over_leaves_nothing(snapshot_exists: None,
                                                        after_s: float) -> None:
     # A kernel shut down while its VM starts cancels the task waiting in take(); by the time
     # that task has ended, the VM must be gone, since the process exits right after.
-    before_qemu, before_dirs = _qemu_pids(), _run_dirs()
+    before_qemu, before_dirs = qemu_processes(), run_dirs()
     early = EarlyVM.begin(VMConfig(snapshots=True))
     task = asyncio.create_task(early.take(VMConfig(snapshots=True)))
     await asyncio.sleep(after_s)
@@ -88,4 +71,4 @@ async def test_cancelling_the_take_over_leaves_nothing(snapshot_exists: None,
     with contextlib.suppress(asyncio.CancelledError):
         vm = await task
         await vm.stop()  # it won the race: ready before the cancellation
-    assert _qemu_pids() <= before_qemu and _run_dirs() <= before_dirs
+    assert qemu_processes() <= before_qemu and run_dirs() <= before_dirs
