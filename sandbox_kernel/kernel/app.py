@@ -2,15 +2,32 @@
 stall."""
 
 import logging
+import socket
+from typing import Any, ClassVar
 
+import zmq
 from ipykernel.kernelapp import IPKernelApp
+
+from sandbox_kernel.kernel.early_listen import close_all
 
 _CONTROL_JOIN_S = 2.0
 
 
 class SandboxKernelApp(IPKernelApp):
+    # Set by __main__: sockets already listening on our ports, by port (see early_listen).
+    early_listeners: ClassVar[dict[int, socket.socket]] = {}
+
+    def _try_bind_socket(self, s: zmq.Socket[Any], port: int) -> int:
+        listener = self.early_listeners.pop(port, None) if self.transport == "tcp" else None
+        if listener is not None:
+            s.setsockopt(zmq.USE_FD, listener.detach())
+        return int(super()._try_bind_socket(s, port))
+
     def init_sockets(self) -> None:
-        super().init_sockets()
+        try:
+            super().init_sockets()
+        finally:
+            close_all(self.early_listeners)
         # The VM starts (restores, or boots) in a thread as soon as the frontend can reach
         # us, while the rest of the kernel starts up and the frontend shakes hands. Any
         # earlier, and its start-up work would delay binding the sockets: a frontend that

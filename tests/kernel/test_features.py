@@ -1,13 +1,16 @@
 """What the conformance suite does not cover: stdin, interrupt, displays, flags, comms, restart."""
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
@@ -445,3 +448,46 @@ def test_an_unexpected_vm_start_failure_answers_the_cell(tmp_path: Path) -> None
     reply, _ = _first_cell({"PYTHONPATH": str(tmp_path)}, "1 + 1", timeout=30)
     assert reply["content"]["status"] == "error"
     assert "injected start failure" in reply["content"]["evalue"]
+
+
+def _accepts_tcp(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+def test_the_kernel_listens_before_its_heavy_imports(tmp_path: Path) -> None:
+    # ipykernel's import is held until the test lets it go: the ports must listen already,
+    # and a frontend that connected then must be served without having to connect again.
+    go = tmp_path / "go"
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, sys, time\n"
+        "class HoldIpykernel:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'ipykernel':\n"
+        "            sys.meta_path.remove(self)\n"
+        "            deadline = time.monotonic() + 60\n"
+        f"            while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
+        "                time.sleep(0.02)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, HoldIpykernel())\n")
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel(env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    kc = km.client()
+    try:
+        ports = [km.shell_port, km.iopub_port, km.stdin_port, km.control_port]
+        deadline = time.monotonic() + 20
+        while not all(_accepts_tcp(port) for port in ports):
+            assert time.monotonic() < deadline, "the ports did not listen while imports waited"
+            time.sleep(0.05)
+        # No second try within the test: the first connection has to be the one served.
+        kc.context.setsockopt(zmq.RECONNECT_IVL, 600_000)
+        kc.start_channels()
+        time.sleep(0.3)
+        go.touch()
+        kc.wait_for_ready(timeout=60)
+        reply, _ = run(kc, "1 + 1", timeout=120)
+        assert reply["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)

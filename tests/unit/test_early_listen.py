@@ -1,0 +1,67 @@
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from sandbox_kernel.kernel.early_listen import close_all, connection_file_argument, listen_early
+
+
+@pytest.mark.parametrize("argv", [["-f", "c.json"], ["--f", "c.json"], ["-f=c.json"],
+                                  ["--f=c.json"], ["--debug", "-f", "c.json"]])
+def test_the_connection_file_is_found_in_the_usual_spellings(argv: list[str]) -> None:
+    assert connection_file_argument(argv) == "c.json"
+
+
+def test_no_connection_file_means_no_early_listening() -> None:
+    assert connection_file_argument(["--debug"]) is None
+    assert listen_early(["--debug"]) == {}
+
+
+def _free_ports(count: int) -> list[int]:
+    holders = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
+    ports = [holder.getsockname()[1] for holder in holders]
+    for holder in holders:
+        holder.close()
+    return ports
+
+
+def _connection_file(tmp_path: Path, **overrides: object) -> Path:
+    shell, iopub, stdin, control, hb = _free_ports(5)
+    info = {"transport": "tcp", "ip": "127.0.0.1", "shell_port": shell, "iopub_port": iopub,
+            "stdin_port": stdin, "control_port": control, "hb_port": hb, **overrides}
+    path = tmp_path / "kernel.json"
+    path.write_text(json.dumps(info))
+    return path
+
+
+def test_the_four_message_ports_listen_and_the_heartbeat_does_not(tmp_path: Path) -> None:
+    path = _connection_file(tmp_path)
+    info = json.loads(path.read_text())
+    listeners = listen_early(["-f", str(path)])
+    try:
+        assert sorted(listeners) == sorted(info[k] for k in
+                                           ("shell_port", "iopub_port", "stdin_port",
+                                            "control_port"))
+        for port in listeners:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", info["hb_port"]), 1)
+    finally:
+        close_all(listeners)
+    assert listeners == {}
+
+
+def test_anything_unusual_leaves_the_binding_to_the_kernel(tmp_path: Path) -> None:
+    assert listen_early(["-f", str(tmp_path / "missing.json")]) == {}
+    assert listen_early(["-f", str(_connection_file(tmp_path, transport="ipc"))]) == {}
+    path = _connection_file(tmp_path)
+    taken = socket.create_server(("127.0.0.1", json.loads(path.read_text())["stdin_port"]))
+    try:
+        assert listen_early(["-f", str(path)]) == {}
+    finally:
+        taken.close()
+    # Nothing was left listening by the attempt that failed half way.
+    shell = json.loads(path.read_text())["shell_port"]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", shell), 1)
