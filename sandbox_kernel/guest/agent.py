@@ -18,7 +18,7 @@ from collections import deque
 
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
-from sandbox_kernel.guest.outputs import StreamChunker
+from sandbox_kernel.guest.outputs import StreamChunker, output_line
 from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port
 from sandbox_kernel.guest.spawn import PATH, WorkerProcess, spawn_worker
 
@@ -76,13 +76,13 @@ class Worker:
             return self.last_id
 
     def _pump(self, proc: "subprocess.Popen[bytes]") -> None:
-        send = self.agent.send
-        chunkers = {
-            self.out_r: StreamChunker("stdout", lambda n, t: send(
-                p.OutputChunk(id=self._current_id(), name="stdout", text=t))),
-            self.err_r: StreamChunker("stderr", lambda n, t: send(
-                p.OutputChunk(id=self._current_id(), name="stderr", text=t))),
-        }
+        send_json = self.agent.evt.send_json
+
+        def emit(name: str, text: str) -> None:
+            send_json(output_line(self._current_id(), name, text))
+
+        chunkers = {self.out_r: StreamChunker("stdout", emit),
+                    self.err_r: StreamChunker("stderr", emit)}
         open_fds = {self.msg_r, self.out_r, self.err_r}
         pending = bytearray()
 

@@ -4,8 +4,16 @@ import codecs
 import time
 from collections.abc import Callable
 
+import orjson
+
 FLUSH_INTERVAL_S = 0.05
 FLUSH_BYTES = 256 * 1024
+
+
+def output_line(request_id: int, name: str, text: str) -> bytes:
+    """An ``OutputChunk`` as the protocol encodes it, without building the model: the agent
+    makes these from known values, and the host validates them as it does every line."""
+    return orjson.dumps({"id": request_id, "type": "output", "name": name, "text": text})
 
 
 class StreamChunker:
