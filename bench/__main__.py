@@ -30,8 +30,20 @@ def _accel() -> str:
     return asyncio.run(choose_accelerator(VMConfig())).accel
 
 
+def _alternating(measure_a: Any, measure_b: Any, runs: int) -> tuple[float, float]:
+    """Medians of ``runs`` measurements of each, taken in turn, so that a host that speeds up
+    or slows down during the run moves both alike."""
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(runs):
+        a.append(measure_a())
+        b.append(measure_b())
+    return k.median(a), k.median(b)
+
+
 def run(quick: bool) -> dict[str, Any]:
-    starts = 3 if quick else 5
+    starts = 3 if quick else 7
+    restarts = 3 if quick else 5
     cells = 200
     megabytes = 10 if quick else 50
     interrupts = 10
@@ -41,16 +53,15 @@ def run(quick: bool) -> dict[str, Any]:
 
     print("start times ...", flush=True)
     k.time_to_first_result(k.SANDBOX)  # makes sure a snapshot exists
-    r["ipykernel_start_s"] = k.median([k.time_to_first_result(k.IPYKERNEL)
-                                       for _ in range(starts)])
-    r["sandbox_snapshot_start_s"] = k.median([k.time_to_first_result(k.SANDBOX)
-                                              for _ in range(starts)])
+    r["ipykernel_start_s"], r["sandbox_snapshot_start_s"] = _alternating(
+        lambda: k.time_to_first_result(k.IPYKERNEL), lambda: k.time_to_first_result(k.SANDBOX),
+        starts)
     r["sandbox_cold_start_s"] = k.median([
         k.time_to_first_result(k.SANDBOX, {"SANDBOX_KERNEL_SNAPSHOTS": "0"})
-        for _ in range(starts)])
+        for _ in range(3 if quick else 5)])
 
     for name, prefix in ((k.IPYKERNEL, "ipykernel"), (k.SANDBOX, "sandbox")):
-        print(f"{prefix}: cells, stdout, interrupt, memory, restart ...", flush=True)
+        print(f"{prefix}: cells, stdout, interrupt, memory ...", flush=True)
         with k.kernel(name) as (km, kc):
             trips = k.cell_round_trips(kc, cells)
             r[f"{prefix}_cell_p50_ms"] = k.percentile(trips, 0.5) * 1e3
@@ -61,7 +72,12 @@ def run(quick: bool) -> dict[str, Any]:
             time.sleep(1.0)  # idle
             rss, pss = k.kernel_memory_mb(km)
             r[f"{prefix}_idle_rss_MB"], r[f"{prefix}_idle_pss_MB"] = rss, pss
-            r[f"{prefix}_restart_s"] = k.restart_time(km, kc)
+
+    print("restarts ...", flush=True)
+    with k.kernel(k.IPYKERNEL) as (ipy_km, ipy_kc), k.kernel(k.SANDBOX) as (sb_km, sb_kc):
+        r["ipykernel_restart_s"], r["sandbox_restart_s"] = _alternating(
+            lambda: k.restart_time(ipy_km, ipy_kc), lambda: k.restart_time(sb_km, sb_kc),
+            restarts)
 
     print(f"density: {density} sandbox kernels at once ...", flush=True)
     answered, seconds = asyncio.run(max_concurrent(density))
