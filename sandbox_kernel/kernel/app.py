@@ -20,7 +20,10 @@ class SandboxKernelApp(IPKernelApp):
     def _try_bind_socket(self, s: zmq.Socket[Any], port: int) -> int:
         listener = self.early_listeners.pop(port, None) if self.transport == "tcp" else None
         if listener is not None:
-            s.setsockopt(zmq.USE_FD, listener.detach())
+            if listener.getsockname()[0] == self.ip:
+                s.setsockopt(zmq.USE_FD, listener.detach())
+            else:  # the command line chose another address than the connection file's
+                listener.close()
         return int(super()._try_bind_socket(s, port))
 
     def init_sockets(self) -> None:

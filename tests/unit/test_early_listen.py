@@ -3,7 +3,9 @@ import socket
 from pathlib import Path
 
 import pytest
+import zmq
 
+from sandbox_kernel.kernel.app import SandboxKernelApp
 from sandbox_kernel.kernel.early_listen import close_all, connection_file_argument, listen_early
 
 
@@ -65,3 +67,49 @@ def test_anything_unusual_leaves_the_binding_to_the_kernel(tmp_path: Path) -> No
     shell = json.loads(path.read_text())["shell_port"]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", shell), 1)
+
+
+def _adopting_app(ip: str, listeners: dict[int, socket.socket]) -> SandboxKernelApp:
+    app = SandboxKernelApp()
+    app.transport, app.ip = "tcp", ip
+    app.early_listeners = listeners
+    return app
+
+
+def test_the_kernels_socket_serves_a_connection_made_before_it_existed(tmp_path: Path) -> None:
+    path = _connection_file(tmp_path)
+    shell = json.loads(path.read_text())["shell_port"]
+    listeners = listen_early(["-f", str(path)])
+    context = zmq.Context()
+    try:
+        client = context.socket(zmq.DEALER)
+        client.setsockopt(zmq.RECONNECT_IVL, 600_000)  # one try only: the early one
+        client.setsockopt(zmq.LINGER, 0)
+        client.connect(f"tcp://127.0.0.1:{shell}")
+        client.send(b"hello")
+        server = context.socket(zmq.ROUTER)
+        server.setsockopt(zmq.LINGER, 0)
+        assert _adopting_app("127.0.0.1", listeners)._try_bind_socket(server, shell) == shell
+        assert server.poll(5000), "the early connection was not served"
+        assert server.recv_multipart()[-1] == b"hello"
+        assert shell not in listeners
+    finally:
+        close_all(listeners)
+        context.destroy(linger=0)
+
+
+def test_a_listener_on_another_address_is_closed_not_adopted(tmp_path: Path) -> None:
+    path = _connection_file(tmp_path)
+    shell = json.loads(path.read_text())["shell_port"]
+    listeners = listen_early(["-f", str(path)])
+    context = zmq.Context()
+    try:
+        server = context.socket(zmq.ROUTER)
+        server.setsockopt(zmq.LINGER, 0)
+        _adopting_app("127.0.0.2", listeners)._try_bind_socket(server, shell)
+        assert server.getsockopt(zmq.LAST_ENDPOINT) == f"tcp://127.0.0.2:{shell}".encode()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", shell), 1)
+    finally:
+        close_all(listeners)
+        context.destroy(linger=0)
