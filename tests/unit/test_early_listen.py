@@ -1,5 +1,7 @@
 import json
 import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -76,40 +78,46 @@ def _adopting_app(ip: str, listeners: dict[int, socket.socket]) -> SandboxKernel
     return app
 
 
-def test_the_kernels_socket_serves_a_connection_made_before_it_existed(tmp_path: Path) -> None:
+@dataclass
+class Early:
+    shell: int
+    listeners: dict[int, socket.socket]
+    context: zmq.Context[zmq.Socket[bytes]]
+
+    def socket(self, kind: int) -> zmq.Socket[bytes]:
+        sock = self.context.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        return sock
+
+
+@pytest.fixture
+def early(tmp_path: Path) -> Iterator[Early]:
     path = _connection_file(tmp_path)
-    shell = json.loads(path.read_text())["shell_port"]
     listeners = listen_early(["-f", str(path)])
-    context = zmq.Context()
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
-        client = context.socket(zmq.DEALER)
-        client.setsockopt(zmq.RECONNECT_IVL, 600_000)  # one try only: the early one
-        client.setsockopt(zmq.LINGER, 0)
-        client.connect(f"tcp://127.0.0.1:{shell}")
-        client.send(b"hello")
-        server = context.socket(zmq.ROUTER)
-        server.setsockopt(zmq.LINGER, 0)
-        assert _adopting_app("127.0.0.1", listeners)._try_bind_socket(server, shell) == shell
-        assert server.poll(5000), "the early connection was not served"
-        assert server.recv_multipart()[-1] == b"hello"
-        assert shell not in listeners
+        yield Early(json.loads(path.read_text())["shell_port"], listeners, context)
     finally:
         close_all(listeners)
         context.destroy(linger=0)
 
 
-def test_a_listener_on_another_address_is_closed_not_adopted(tmp_path: Path) -> None:
-    path = _connection_file(tmp_path)
-    shell = json.loads(path.read_text())["shell_port"]
-    listeners = listen_early(["-f", str(path)])
-    context = zmq.Context()
-    try:
-        server = context.socket(zmq.ROUTER)
-        server.setsockopt(zmq.LINGER, 0)
-        _adopting_app("127.0.0.2", listeners)._try_bind_socket(server, shell)
-        assert server.getsockopt(zmq.LAST_ENDPOINT) == f"tcp://127.0.0.2:{shell}".encode()
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", shell), 1)
-    finally:
-        close_all(listeners)
-        context.destroy(linger=0)
+def test_the_kernels_socket_serves_a_connection_made_before_it_existed(early: Early) -> None:
+    client = early.socket(zmq.DEALER)
+    client.setsockopt(zmq.RECONNECT_IVL, 600_000)  # one try only: the early one
+    client.connect(f"tcp://127.0.0.1:{early.shell}")
+    client.send(b"hello")
+    server = early.socket(zmq.ROUTER)
+    app = _adopting_app("127.0.0.1", early.listeners)
+    assert app._try_bind_socket(server, early.shell) == early.shell
+    assert server.poll(5000), "the early connection was not served"
+    assert server.recv_multipart()[-1] == b"hello"
+    assert early.shell not in early.listeners
+
+
+def test_a_listener_on_another_address_is_closed_not_adopted(early: Early) -> None:
+    server = early.socket(zmq.ROUTER)
+    _adopting_app("127.0.0.2", early.listeners)._try_bind_socket(server, early.shell)
+    assert server.getsockopt(zmq.LAST_ENDPOINT) == f"tcp://127.0.0.2:{early.shell}".encode()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", early.shell), 1)
