@@ -100,16 +100,16 @@ class EventPort:
             self._write(line)
 
     def send_json(self, payload: bytes) -> None:
-        """``payload`` and its newline, without copying a large payload to append it. A
-        small one goes in one write: each write is a trip through the virtio port."""
+        """``payload`` and its newline in as few writes as they fit in (each write is a
+        trip through the virtio port), copying at most the last write's worth to append
+        the newline."""
+        tail = (len(payload) + 1) % _MAX_WRITE or _MAX_WRITE
+        cut = len(payload) + 1 - tail
         with self._lock:
-            if len(payload) < _MAX_WRITE:
-                self._write(payload + b"\n")
-            else:
-                self._write(payload)
-                self._write(b"\n")
+            self._write(memoryview(payload)[:cut])
+            self._write(payload[cut:] + b"\n")
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             try:
