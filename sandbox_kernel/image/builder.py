@@ -16,7 +16,7 @@ from sandbox_kernel import paths
 from sandbox_kernel.errors import ImageBuildError
 from sandbox_kernel.image import apt, initramfs, kernel, rootfs
 from sandbox_kernel.image.recipe import Recipe
-from sandbox_kernel.image.store import ImagePaths, image_paths
+from sandbox_kernel.image.store import ImagePaths, image_paths, remove_older_images
 
 console = Console(stderr=True)
 
@@ -129,6 +129,7 @@ def build(recipe: Recipe, force: bool = False) -> ImagePaths:
     manifest["build_seconds"] = round(time.monotonic() - started, 1)
     img.manifest.write_text(json.dumps(manifest, indent=1, sort_keys=True))
     build_initramfs(img)
+    remove_older_images(img)
     size = sum(p.stat().st_size for p in img.folder.rglob("*") if p.is_file())
     console.print(f"[bold green]Built[/] {img.folder} ({size / 2**20:.0f} MB, "
                   f"{manifest['build_seconds']} s)")

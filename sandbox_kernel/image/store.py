@@ -1,6 +1,7 @@
 """Where a built image lives, and whether it is complete."""
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,18 @@ def image_paths(recipe: Recipe | str = "default") -> ImagePaths:
     if isinstance(recipe, str):
         recipe = RECIPES[recipe]
     return ImagePaths(paths.images_dir() / f"{recipe.name}-{recipe.digest()}")
+
+
+def remove_older_images(keep: ImagePaths) -> None:
+    """Deletes the images of the same recipe built from its earlier versions (some 400 MB
+    each): a changed recipe, for example one more guest wheel, is a new folder. Running VMs
+    keep the files they have open; their snapshots are pruned with the others."""
+    name, _, digest = keep.folder.name.rpartition("-")
+    for other in keep.folder.parent.glob(f"{name}-*"):
+        other_name, _, other_digest = other.name.rpartition("-")
+        if (other != keep.folder and other_name == name and len(other_digest) == len(digest)
+                and all(c in "0123456789abcdef" for c in other_digest)):
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def require_image(recipe: Recipe | str = "default") -> ImagePaths:

@@ -4,6 +4,7 @@ from pathlib import Path
 from sandbox_kernel.image.cpio import write_archive
 from sandbox_kernel.image.kernel import load_order, module_depends
 from sandbox_kernel.image.recipe import DEFAULT, Recipe
+from sandbox_kernel.image.store import ImagePaths, remove_older_images
 
 
 def _ko(path: Path, depends: str) -> None:
@@ -39,3 +40,15 @@ def test_recipe_digest_changes_with_the_recipe() -> None:
     other = Recipe(**{**DEFAULT.__dict__, "packages": (*DEFAULT.packages, "less")})
     assert DEFAULT.digest() == DEFAULT.digest()
     assert other.digest() != DEFAULT.digest()
+
+
+def test_a_new_build_removes_the_same_recipes_older_images(tmp_path: Path) -> None:
+    current, older, other_recipe, not_an_image = (
+        tmp_path / "default-0123456789abcdef", tmp_path / "default-fedcba9876543210",
+        tmp_path / "custom-0123456789abcdef", tmp_path / "default-notes")
+    for folder in (current, older, other_recipe, not_an_image):
+        folder.mkdir()
+        (folder / "root.erofs").write_bytes(b"x")
+    remove_older_images(ImagePaths(current))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [current.name, other_recipe.name, not_an_image.name])
