@@ -57,7 +57,8 @@ class EarlyVM:
         self._loop = asyncio.get_running_loop()
         if self._cancelled:  # cancel() came before the loop existed
             raise asyncio.CancelledError
-        # QEMU loads while the VM manager imports (pydantic and qemu.qmp take some 100 ms).
+        # QEMU starts up while the VM manager imports (pydantic and the protocol models, some
+        # 100 ms); loading the snapshot begins once QMP can ask for it (``start_incoming``).
         head_start = snapshot.launch_early(self.config)
         try:
             from sandbox_kernel.vm.machine import SandboxVM

@@ -173,17 +173,12 @@ def snapshot_for(config: VMConfig, image: ImagePaths, accel: str) -> SnapshotPat
 
 def _sync_files(folder: Path) -> None:
     # A snapshot that a crash left half-written would hang every restore until its deadline.
-    for name in ("ram", "state"):
-        fd = os.open(folder / name, os.O_RDONLY)
+    for path in (folder / "ram", folder / "state", folder):
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 async def _migration_status(qmp: "QMPClient") -> str:
