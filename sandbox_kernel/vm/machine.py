@@ -7,7 +7,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -214,18 +214,23 @@ class SandboxVM:
         self._stage = "resuming the guest"
         if status != "running":
             await qmp.execute("cont")
-        self._stage = "waiting for the agent"
-        await self._wait_for_agent(channel)
+        # No ping first: the agent's ports were open when the snapshot was taken, so a request
+        # cannot be lost, and the reseed's answer shows the agent is alive. A ping's round
+        # trip through a guest whose translated code is all cold cost some 30 ms.
         self._stage = "reseeding"
-        await self.reseed()
+        await self.reseed(retry_after=0.5)
 
     async def _run_state(self) -> str:
         reply = await (await self.qmp()).execute("query-status")
         return str(reply["status"]) if isinstance(reply, dict) else ""
 
-    async def reseed(self) -> None:
-        """A restored guest has the saved RNG state and clock: give it fresh ones."""
-        reply = await self.request(p.Reseed, entropy=os.urandom(64), wall_time=time.time())
+    async def reseed(self, retry_after: float | None = None) -> None:
+        """A restored guest has the saved RNG state and clock: give it fresh ones. Reseeding
+        twice does no harm, so a request that goes unanswered can be sent again."""
+        channel = self._require_channel()
+        reply = await self._ask_until_answered(
+            channel, lambda: p.Reseed(id=channel.next_id(), entropy=os.urandom(64),
+                                      wall_time=time.time()), retry_after)
         if not isinstance(reply, p.Ack):
             raise SandboxError(f"the guest could not reseed: {reply}")
 
@@ -289,18 +294,26 @@ class SandboxVM:
 
     async def _wait_for_agent(self, channel: DualPortChannel) -> p.Pong:
         # A line sent before the guest opened its port may be lost, so ping with backoff.
-        delay = 0.02
+        while True:
+            reply = await self._ask_until_answered(
+                channel, lambda: p.Ping(id=channel.next_id()), retry_after=0.02)
+            if isinstance(reply, p.Pong):
+                return reply
+
+    async def _ask_until_answered(self, channel: DualPortChannel,
+                                  make_request: Callable[[], p.Message],
+                                  retry_after: float | None) -> p.Event:
+        """A fresh request each time the last went unanswered for ``retry_after`` seconds
+        (doubling up to 1 s); None waits for one answer."""
+        delay = retry_after
         while True:
             if self.run is not None and _KVM_FAILURE in _tail(self.run.qemu_log, 2000):
                 raise self._start_error("KVM failed")
             try:
-                reply = await asyncio.wait_for(channel.request(p.Ping(id=channel.next_id())),
-                                               delay)
+                return await asyncio.wait_for(channel.request(make_request()), delay)
             except TimeoutError:
+                assert delay is not None
                 delay = min(delay * 2, 1.0)
-                continue
-            if isinstance(reply, p.Pong):
-                return reply
 
     async def qmp(self) -> QMPClient:
         if self._qmp is None:

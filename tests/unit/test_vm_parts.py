@@ -1,3 +1,4 @@
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -128,3 +129,26 @@ def test_boot_failure_logs_are_bounded(tmp_path: Path) -> None:
     prune_boot_logs(tmp_path, keep=5)
     assert sorted(p.name for p in tmp_path.glob("boot-failure-*")) == names[-5:]
     assert (tmp_path / "notes.txt").exists()
+
+
+async def test_an_unanswered_start_request_is_sent_again_until_answered() -> None:
+    from sandbox_kernel import protocol as p
+    from sandbox_kernel.vm.machine import SandboxVM
+
+    sent: list[p.Message] = []
+
+    class GuestThatMissesTheFirstLine:
+        async def request(self, request: p.Message) -> p.Event:
+            sent.append(request)
+            if len(sent) == 1:
+                await asyncio.sleep(3600)  # lost: never answered
+            return p.Ack(id=request.id)
+
+    vm = SandboxVM(VMConfig())
+    ids = iter(range(1, 100))
+    reply = await asyncio.wait_for(vm._ask_until_answered(
+        GuestThatMissesTheFirstLine(),  # type: ignore[arg-type]
+        lambda: p.Reseed(id=next(ids), entropy=b"x" * 64, wall_time=time.time()),
+        retry_after=0.05), 5)
+    assert isinstance(reply, p.Ack) and reply.id == 2
+    assert [type(m) for m in sent] == [p.Reseed, p.Reseed]
