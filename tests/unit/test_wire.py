@@ -45,3 +45,16 @@ def test_a_request_line_that_is_not_a_request_is_refused() -> None:
     for line in (b"[1, 2]", b'{"id": 1}', b"not json"):
         with pytest.raises(ValueError):
             wire.parse_request(line)
+
+
+@pytest.mark.parametrize("value", [
+    2**70,  # beyond orjson's 64 bits
+    "lone \ud800 surrogate",  # not valid UTF-8
+    {1: "int key", None: "null key"},
+    float("nan"),
+])
+def test_values_orjson_refuses_or_differs_on_still_make_a_valid_event(value: object) -> None:
+    event = p.parse_event(wire.encode("execute_result", 3, execution_count=1,
+                                      data={"text/plain": "x"}, metadata={"v": value}))
+    assert isinstance(event, p.ExecuteResult) and event.id == 3
+    assert "v" in event.metadata
