@@ -129,6 +129,18 @@ def cpu_model(accel: str) -> str:
     return "max,-erms" if accel == "tcg" else "max"
 
 
+def kernel_args(config: VMConfig) -> list[str]:
+    """The guest kernel's command line but for the host's timing figures. A snapshot holds a
+    kernel booted with it, so it is part of the snapshot's key."""
+    return [
+        "console=ttyS0", "quiet", "loglevel=4", "panic=-1", "reboot=t", "random.trust_cpu=on",
+        # khugepaged would rebuild huge pages after a restore, copying tens of MB of guest
+        # memory that the host then holds for each VM.
+        "transparent_hugepage=never",
+        f"sandbox.tmpsize={config.tmp_size}", f"sandbox.homesize={config.home_size}",
+    ]
+
+
 @dataclass(frozen=True)
 class GuestRam:
     """Guest RAM in a file rather than anonymous memory. A boot that takes a snapshot maps
@@ -151,14 +163,7 @@ def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
     # A bounded translation cache keeps an idle TCG VM's host memory down (the default is 1 GiB).
     accelerator = f"tcg,tb-size={config.tcg_cache_mb}" if accel == "tcg" else accel
     cpu = cpu_model(accel)
-    append = " ".join([
-        "console=ttyS0", "quiet", "loglevel=4", "panic=-1", "reboot=t", "random.trust_cpu=on",
-        # khugepaged would rebuild huge pages after a restore, copying tens of MB of guest
-        # memory that the host then holds for each VM.
-        "transparent_hugepage=never",
-        f"sandbox.tmpsize={config.tmp_size}", f"sandbox.homesize={config.home_size}",
-        *timing_args(accel),
-    ])
+    append = " ".join([*kernel_args(config), *timing_args(accel)])
     cmd = [
         qemu_path(config.qemu_binary),
         "-M", machine, "-accel", accelerator, "-cpu", cpu,

@@ -19,7 +19,14 @@ from sandbox_kernel import paths
 from sandbox_kernel.image.store import ImagePaths, image_paths
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.process import QemuProcess
-from sandbox_kernel.vm.qemu import GuestRam, RunDir, command_line, cpu_model, qemu_version
+from sandbox_kernel.vm.qemu import (
+    GuestRam,
+    RunDir,
+    command_line,
+    cpu_model,
+    kernel_args,
+    qemu_version,
+)
 
 if TYPE_CHECKING:
     from qemu.qmp import QMPClient
@@ -167,7 +174,8 @@ def prune_snapshots(keep: SnapshotPaths, limit: int = _KEPT_SNAPSHOTS) -> None:
 def snapshot_for(config: VMConfig, image: ImagePaths, accel: str) -> SnapshotPaths:
     key = json.dumps({"image": image.image_id, "qemu": qemu_version(config.qemu_binary),
                       "machine": config.machine_key(), "accel": accel,
-                      "cpu": cpu_model(accel), "format": SNAPSHOT_FORMAT}, sort_keys=True)
+                      "cpu": cpu_model(accel), "kernel_args": kernel_args(config),
+                      "format": SNAPSHOT_FORMAT}, sort_keys=True)
     return SnapshotPaths(hashlib.sha256(key.encode()).hexdigest()[:20])
 
 

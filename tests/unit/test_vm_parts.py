@@ -152,3 +152,18 @@ async def test_an_unanswered_start_request_is_sent_again_until_answered() -> Non
         retry_after=0.05), 5)
     assert isinstance(reply, p.Ack) and reply.id == 2
     assert [type(m) for m in sent] == [p.Reseed, p.Reseed]
+
+
+def test_a_changed_guest_kernel_command_line_is_a_different_snapshot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox_kernel.vm import snapshot
+
+    monkeypatch.setattr(snapshot, "qemu_version", lambda binary: "7.2.0")
+    image = ImagePaths(tmp_path)
+    before = snapshot.snapshot_for(VMConfig(), image, "tcg")
+    assert snapshot.snapshot_for(VMConfig(), image, "tcg") == before
+    args = qemu.kernel_args(VMConfig())
+    monkeypatch.setattr(snapshot, "kernel_args", lambda config: [*args, "mitigations=off"])
+    assert snapshot.snapshot_for(VMConfig(), image, "tcg") != before
+    boot = qemu.command_line(VMConfig(), image, "tcg", qemu.RunDir(tmp_path / "run"))
+    assert boot[boot.index("-append") + 1].startswith(" ".join(args))
