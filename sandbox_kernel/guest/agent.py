@@ -7,6 +7,7 @@ checked and forwarded after any output written before them, so order is kept.
 
 import ctypes
 import fcntl
+import gc
 import os
 import select
 import signal
@@ -214,6 +215,8 @@ class Agent:
                 _warm_cell_path()
             case p.PrepareSnapshot(id=rid):
                 p.build_all()
+                gc.collect()
+                gc.freeze()  # as the worker does: see its on_warm
                 self._prepare_snapshot()
                 self.send(p.Ack(id=rid))
             case p.InputReply():

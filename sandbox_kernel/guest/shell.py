@@ -123,6 +123,21 @@ class SandboxShell(InteractiveShell):
             raw_cell, transformed_cell=transformed_cell,
             preprocessing_exc_tuple=preprocessing_exc_tuple)
 
+    def init_completer(self) -> None:
+        # IPython's completer imports jedi: some 0.4 s of a cold start under TCG. It is made
+        # on first use instead; a snapshot's warm-up makes it (see the worker's on_warm).
+        self._completer: Any = None
+
+    @property
+    def Completer(self) -> Any:  # IPython's name
+        if getattr(self, "_completer", None) is None:
+            InteractiveShell.init_completer(self)
+        return self._completer
+
+    @Completer.setter
+    def Completer(self, completer: Any) -> None:
+        self._completer = completer
+
     def run_cell_unseen(self, code: str) -> None:
         """Runs ``code`` as a cell whose result is formatted and encoded but sent nowhere, and
         which leaves no trace in ``_``, ``Out``, the history or the execution count."""

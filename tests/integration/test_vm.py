@@ -154,3 +154,12 @@ async def test_the_worker_runs_without_pydantic(vm: SandboxVM) -> None:
     # The agent validates what the worker sends; the worker's start skips the import.
     out = await run(vm, "import sys\nprint('pydantic' in sys.modules)")
     assert out.stdout == "False\n"
+
+
+async def test_the_completer_is_made_on_the_first_completion(vm: SandboxVM) -> None:
+    # A cold start skips IPython's completer and its jedi import (some 0.4 s under TCG).
+    made = "print(get_ipython()._completer is not None)"
+    assert (await run(vm, made)).stdout == "False\n"
+    reply = await vm.request(p.Complete, code="import sy", cursor_pos=9)
+    assert isinstance(reply, p.CompleteReply) and "sys" in reply.matches
+    assert (await run(vm, made)).stdout == "True\n"
