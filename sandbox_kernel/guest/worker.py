@@ -300,7 +300,7 @@ class Worker:
         finally:
             completer.namespace = user_ns
         # Out of the collector's reach from now on: a full collection in a restored VM took
-        # 0.3 s under TCG and wrote to every object's header, copying some 60 MB of the
+        # 0.3 s under TCG and wrote to every object's header, copying some 26 MB of the
         # snapshot's pages into the VM's own memory.
         gc.collect()
         gc.freeze()

@@ -216,7 +216,7 @@ class SandboxVM:
             await qmp.execute("cont")
         # No ping first: the agent's ports were open when the snapshot was taken, so a request
         # cannot be lost, and the reseed's answer shows the agent is alive. A ping's round
-        # trip through a guest whose translated code is all cold cost some 30 ms.
+        # trip through a guest whose translated code is all cold cost some 25 ms.
         self._stage = "reseeding"
         await self.reseed(retry_after=0.5)
 
