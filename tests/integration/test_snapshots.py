@@ -60,14 +60,15 @@ async def test_start_restores_the_snapshot(snapshot_ready: snapshots.SnapshotPat
 async def test_the_snapshot_holds_the_completer_and_leaves_its_objects_to_no_collection(
         snapshot_ready: snapshots.SnapshotPaths) -> None:
     async with SandboxVM(config()) as vm:
-        out = await run(vm, "import gc, sys, time\n"
+        out = await run(vm, "import gc, sys\n"
                             "print(get_ipython()._completer is not None, 'jedi' in sys.modules,"
                             " gc.get_freeze_count() > 50_000)")
         assert out.stdout == "True True True\n", out.stderr
-        # Frozen, the snapshot's objects are not traversed: a full collection is quick.
-        out = await run(vm, "started = time.perf_counter(); gc.collect()\n"
-                            "print(time.perf_counter() - started < 0.1)")
-        assert out.stdout == "True\n"
+        # Frozen, the snapshot's objects are not traversed: what a full collection still
+        # walks is a small fraction of them.
+        out = await run(vm, "gc.collect()\n"
+                            "print(len(gc.get_objects()) * 20 < gc.get_freeze_count())")
+        assert out.stdout == "True\n", out.stderr
 
 
 async def test_two_restores_from_one_file_differ_in_randomness(
