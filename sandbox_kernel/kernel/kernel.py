@@ -116,6 +116,15 @@ class SandboxKernel(Kernel):
         with contextlib.suppress(ValueError):
             signal.signal(signal.SIGINT, lambda *_: self._call_on_loop(self._interrupt_guest))
 
+    def pre_handler_hook(self) -> None:
+        # ipykernel makes SIGINT raise KeyboardInterrupt while a request is handled, to stop
+        # user code running in its own process. Ours runs in the VM, and that exception would
+        # stop the shell's event loop, and the kernel with it: keep the handler set in start().
+        pass
+
+    def post_handler_hook(self) -> None:
+        pass
+
     async def _start_vm(self) -> SandboxVM:
         try:
             return await self._start_vm_unguarded()

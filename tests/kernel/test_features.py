@@ -73,6 +73,22 @@ def test_interrupt_message_stops_a_busy_cell_and_keeps_state(kernel: Kernel) -> 
     assert stdout_of(msgs) == "still here\n"
 
 
+def test_sigint_during_a_cell_interrupts_it_and_the_kernel_lives_on(kernel: Kernel) -> None:
+    # What a frontend that signals the kernel (ignoring the kernelspec's interrupt_mode), or a
+    # user's kill -INT, does to ipykernel: the cell stops, the kernel stays.
+    km, kc = kernel
+    run(kc, "survivor = 'still here'")
+    msg_id = kc.execute("while True: pass")
+    time.sleep(1.0)
+    km.signal_kernel(signal.SIGINT)
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    iopub_until_idle(kc, msg_id)
+    assert km.is_alive()
+    assert stdout_of(run(kc, "print(survivor)")[1]) == "still here\n"
+
+
 def test_interrupt_while_waiting_for_input(kernel: Kernel) -> None:
     km, kc = kernel
     msg_id = kc.execute("input('never answered')", allow_stdin=True)
