@@ -224,6 +224,16 @@ class CommEvent(Message):
     buffers: list[Base64Bytes] = []
 
 
+class ErrorOutput(Message):
+    """A traceback IPython shows, published as ipykernel does: the cell's own error, or one
+    shown on the way (a failing formatter or callback, ``showtraceback()`` in user code)."""
+
+    type: Literal["error"] = "error"
+    ename: str
+    evalue: str
+    traceback: list[str] = []
+
+
 class ExecutionComplete(Message):
     type: Literal["complete"] = "complete"
     status: Literal["ok", "error", "aborted"]
@@ -231,6 +241,7 @@ class ExecutionComplete(Message):
     ename: str = ""
     evalue: str = ""
     traceback: list[str] = []
+    error_shown: bool = False  # the error above went out as an ErrorOutput already
     user_expressions: JSONDict = {}
     payload: list[JSONDict] = []
     duration_s: float = 0.0
@@ -282,8 +293,8 @@ class AgentError(Message):
 
 
 Event = Annotated[
-    Hello | Pong | OutputChunk | DisplayData | ExecuteResult | ClearOutput | InputRequest
-    | CommEvent | ExecutionComplete | CompleteReply | InspectReply | IsCompleteReply
+    Hello | Pong | OutputChunk | DisplayData | ExecuteResult | ClearOutput | ErrorOutput
+    | InputRequest | CommEvent | ExecutionComplete | CompleteReply | InspectReply | IsCompleteReply
     | HistoryReply | CommInfoReply | Ack | AgentError,
     Field(discriminator="type"),
 ]

@@ -109,6 +109,7 @@ class SandboxShell(InteractiveShell):
         self.displayhook.channel = channel  # type: ignore[attr-defined]
         self.display_pub.channel = channel  # type: ignore[attr-defined]
         self.last_error: tuple[str, str, list[str]] | None = None
+        self.last_error_shown = False  # last_error went out as an error event
         # The pager (``obj?``) becomes a payload, as in ipykernel.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
 
@@ -139,7 +140,7 @@ class SandboxShell(InteractiveShell):
         self._completer = completer
 
     def run_cell_unseen(self, code: str) -> None:
-        """Runs ``code`` as a cell whose result is formatted and encoded but sent nowhere, and
+        """Runs ``code`` as a cell whose result or traceback is encoded but sent nowhere, and
         which leaves no trace in ``_``, ``Out``, the history or the execution count."""
         hook = cast(ChannelDisplayHook, self.displayhook)
         outputs = self.history_manager.output_hist_reprs  # type: ignore[union-attr]
@@ -160,7 +161,13 @@ class SandboxShell(InteractiveShell):
         raise NotImplementedError("GUI event loops cannot run inside the sandbox VM")
 
     def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
+        # Sent now, in order with the output, as ipykernel does: IPython also shows tracebacks
+        # that do not end the cell (a formatter's, a callback's), and those must not be lost.
         self.last_error = (etype.__name__, str(evalue), stb)
+        channel = self.displayhook.channel  # type: ignore[attr-defined]
+        channel.send("error", channel.current_id, ename=etype.__name__, evalue=str(evalue),
+                     traceback=stb)
+        self.last_error_shown = True
 
     def set_next_input(self, text: str, replace: bool = False) -> None:
         self.payload_manager.write_payload(  # type: ignore[union-attr]

@@ -179,7 +179,7 @@ class Worker:
 
     def on_execute(self, req: Request) -> Reply:
         shell = self.shell
-        shell.last_error = None
+        shell.last_error, shell.last_error_shown = None, False
         self.allow_stdin = req.allow_stdin
         started = time.perf_counter()
         self.executing = True
@@ -190,7 +190,7 @@ class Worker:
             result = shell.run_cell(req.code, store_history=req.store_history, silent=req.silent)
         except KeyboardInterrupt:
             result = None
-            shell.last_error = ("KeyboardInterrupt", "", [])
+            shell.last_error, shell.last_error_shown = ("KeyboardInterrupt", "", []), False
         finally:
             self.executing = False
             self.flusher.running = False
@@ -208,7 +208,8 @@ class Worker:
         ename, evalue, tb = shell.last_error or ("UnknownError", "", [])
         return "complete", {
             "status": "error", "execution_count": count, "ename": ename, "evalue": evalue,
-            "traceback": tb, "payload": payload, "duration_s": time.perf_counter() - started}
+            "traceback": tb, "error_shown": shell.last_error_shown, "payload": payload,
+            "duration_s": time.perf_counter() - started}
 
     def on_complete(self, req: Request) -> Reply:
         from IPython.core.completer import provisionalcompleter, rectify_completions
@@ -285,7 +286,7 @@ class Worker:
         # A cell with a result and one with a traceback: their first runs set up a good deal
         # (formatters, ultratb, pygments) that a snapshot should hold.
         self.shell.run_cell_unseen("print(end='')\n0")
-        self.shell.run_cell("raise KeyboardInterrupt", store_history=False, silent=True)
+        self.shell.run_cell_unseen("raise KeyboardInterrupt")
         self.shell.last_error = None
         # The completer, and jedi's caches (its grammar, the builtins): without them in the
         # snapshot the first completion after a restore took about a second.

@@ -277,6 +277,8 @@ class SandboxKernel(Kernel):
                               {"execution_count": count, "data": data, "metadata": md})
             case p.ClearOutput(wait=wait):
                 self._publish("clear_output", {"wait": wait})
+            case p.ErrorOutput(ename=ename, evalue=evalue, traceback=tb):
+                self._publish("error", {"ename": ename, "evalue": evalue, "traceback": tb})
             case p.CommEvent():
                 self._forward_comm(event)
             case _:
@@ -297,7 +299,8 @@ class SandboxKernel(Kernel):
             return {"status": "ok", "execution_count": done.execution_count,
                     "payload": done.payload, "user_expressions": done.user_expressions}
         content = {"ename": done.ename, "evalue": done.evalue, "traceback": done.traceback}
-        self._publish("error", content)
+        if not done.error_shown:  # an interrupt before the cell started, a worker that died
+            self._publish("error", content)
         return {"status": "error", "execution_count": done.execution_count, **content}
 
     # --- introspection --------------------------------------------------------------------------

@@ -288,6 +288,34 @@ def test_error_traceback_is_formatted_like_ipykernel(kernel: Kernel) -> None:
     assert "\x1b[38;5;" in coloured and re.search(r"\x1b\[[0-9;]*43m", coloured)
 
 
+def test_tracebacks_that_do_not_end_the_cell_are_shown_in_order(kernel: Kernel) -> None:
+    # IPython shows these and goes on; ipykernel publishes each as an error output.
+    _, kc = kernel
+    reply, msgs = run(kc, "print('before')\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n"
+                          "    get_ipython().showtraceback()\nprint('after')")
+    assert reply["content"]["status"] == "ok"
+    kinds = [(m["msg_type"], m["content"].get("text") or m["content"].get("ename"))
+             for m in without_input(msgs)]
+    assert kinds == [("stream", "before\n"), ("error", "ZeroDivisionError"),
+                     ("stream", "after\n")]
+    _, msgs = run(kc, "class Unshowable:\n    def _repr_html_(self):\n"
+                      "        raise ValueError('no html')\nUnshowable()")
+    errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    assert [e["evalue"] for e in errors] == ["no html"]
+    assert any(m["msg_type"] == "execute_result" for m in msgs)  # the text/plain still shows
+
+
+def test_a_worker_that_dies_shows_why_and_the_next_cell_runs(kernel: Kernel) -> None:
+    # The agent reports this one, not IPython: the host publishes its error output.
+    _, kc = kernel
+    reply, msgs = run(kc, "import os\nos._exit(3)")
+    assert reply["content"]["ename"] == "WorkerDied"
+    errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    assert [e["ename"] for e in errors] == ["WorkerDied"]
+    assert "exit code 3" in errors[0]["evalue"]
+    assert stdout_of(run(kc, "print('fresh')")[1]) == "fresh\n"
+
+
 def test_inspect_both_detail_levels(kernel: Kernel) -> None:
     _, kc = kernel
     run(kc, "def documented(a, b=2):\n    'Adds.'\n    return a + b")
