@@ -324,6 +324,12 @@ def build_all() -> None:
 _HEAD = re.compile(rb'\{"id":\d+,"type":"([a-z_]+)"')
 
 
+def line_type(raw: bytes | memoryview) -> str | None:
+    """The type an encoded line starts with; no validation."""
+    head = _HEAD.match(raw)
+    return head.group(1).decode() if head else None
+
+
 def _parse(raw: bytes | str, models: dict[str, type[Message]]) -> Message:
     """Same checks as validating the discriminated union, but builds only the model used."""
     data = raw.encode() if isinstance(raw, str) else raw

@@ -19,7 +19,7 @@ from collections import deque
 
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
-from sandbox_kernel.guest.outputs import StreamChunker, output_line
+from sandbox_kernel.guest.outputs import LineSplitter, StreamChunker, output_line
 from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port
 from sandbox_kernel.guest.spawn import PATH, WorkerProcess, spawn_worker
 
@@ -85,7 +85,7 @@ class Worker:
         chunkers = {self.out_r: StreamChunker("stdout", emit),
                     self.err_r: StreamChunker("stderr", emit)}
         open_fds = {self.msg_r, self.out_r, self.err_r}
-        pending = bytearray()
+        lines = LineSplitter(p.MAX_LINE_BYTES)
 
         # Non-blocking throughout: draining stdout before forwarding an event may empty a
         # pipe that select() reported readable in the same round.
@@ -116,10 +116,7 @@ class Worker:
                 elif fd in chunkers:
                     chunkers[fd].feed(data)
                 else:
-                    pending += data
-                    while (cut := pending.find(b"\n")) >= 0:
-                        line = bytes(pending[:cut])
-                        del pending[:cut + 1]
+                    for line in lines.feed(data):
                         drain_outputs()
                         self._forward(line)
             for chunker in chunkers.values():
@@ -129,9 +126,19 @@ class Worker:
             chunker.flush(final=True)
         self._died(proc)
 
-    def _forward(self, line: bytes) -> None:
+    def _forward(self, line: memoryview | None) -> None:
+        """One line from the worker, newline included (None: one too long, dropped)."""
+        if line is None:
+            self.agent.send(p.AgentError(id=self._current_id(), error_type="BadWorkerMessage",
+                                         message=f"a line over {p.MAX_LINE_BYTES} bytes"))
+            return
+        if p.line_type(line) == "output":
+            # Most of the traffic, and nothing here depends on it: passed on as it is, to be
+            # validated by the host like every line from the guest.
+            self.agent.send_raw(line)
+            return
         try:
-            event = p.parse_event(line)
+            event = p.parse_event(bytes(line[:-1]))
         except p.MessageError as exc:
             self.agent.send(p.AgentError(id=self._current_id(), error_type="BadWorkerMessage",
                                          message=str(exc)[:2000]))
@@ -141,7 +148,7 @@ class Worker:
             print(f"sandbox-agent: worker ready at {time.clock_gettime(time.CLOCK_BOOTTIME):.2f}s",
                   file=sys.stderr, flush=True)
             return
-        self.agent.send_raw(line + b"\n")
+        self.agent.send_raw(line)
         if isinstance(event, p.FINAL_EVENTS):
             with self._lock:
                 if self.inflight and self.inflight[0] == event.id:
@@ -174,7 +181,7 @@ class Agent:
     def send(self, event: p.Message) -> None:
         self.evt.send_json(p.to_json(event))
 
-    def send_raw(self, line: bytes) -> None:
+    def send_raw(self, line: bytes | memoryview) -> None:
         self.evt.send(line)
 
     def hello(self) -> None:

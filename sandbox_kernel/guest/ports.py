@@ -95,7 +95,7 @@ class EventPort:
         self._lock = threading.Lock()
         _notify_on_change(self.fd)
 
-    def send(self, line: bytes) -> None:
+    def send(self, line: bytes | memoryview) -> None:
         with self._lock:
             self._write(line)
 

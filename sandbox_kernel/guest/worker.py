@@ -2,7 +2,6 @@
 
 import builtins
 import getpass
-import io
 import os
 import random
 import signal
@@ -10,78 +9,44 @@ import sys
 import threading
 import time
 from collections import deque
+from types import FrameType
 from typing import Any
 
 from sandbox_kernel import __version__
 from sandbox_kernel.guest import lazy_terminal, wire
+from sandbox_kernel.guest.streams import OutputEvents, OutputFlusher, flush_outputs, open_output
 from sandbox_kernel.guest.wire import Request
 
 # What a request handler answers: the event's type and its fields.
 Reply = tuple[str, dict[str, Any]]
 
-_FLUSH_AFTER_S = 0.05
-_IDLE_FLUSH_S = 0.2
-_BUFFER_BYTES = 64 * 1024
-
-
-def open_output(fd: int) -> io.TextIOWrapper:
-    """sys.stdout/err: C-level buffered text streams; under TCG a Python-level write() costs
-    about twice as much per call. The flusher below pushes them out while a cell runs."""
-    raw = io.FileIO(fd, "w", closefd=False)
-    return io.TextIOWrapper(io.BufferedWriter(raw, _BUFFER_BYTES), encoding="utf-8",
-                            errors="surrogateescape")
-
-
-class OutputFlusher:
-    """Flushes the output streams every 50 ms while a cell runs, and every 200 ms (ipykernel's
-    interval) otherwise, so that output from background threads still arrives. A plain flag,
-    not an Event: waking this thread at every cell would cost more than its polling."""
-
-    def __init__(self) -> None:
-        self.running = False
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(_FLUSH_AFTER_S if self.running else _IDLE_FLUSH_S)
-            flush_outputs()
-
-
-def flush_outputs() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass  # a user replaced or closed the stream; nothing of ours to push
-
-
 class WorkerChannel:
-    """Requests in on one pipe, events out on another; events follow any pending output."""
+    """Requests in on one pipe; events, output among them, out on another."""
 
     def __init__(self, req_fd: int, msg_fd: int) -> None:
         self._requests = os.fdopen(req_fd, "rb", buffering=1 << 16)
         self._msg_fd = msg_fd
-        self._lock = threading.Lock()
+        self._line_lock = threading.Lock()
+        # Held while the output buffers are flushed and what follows them is written, by the
+        # flusher thread too: else output it had taken from a buffer could land after an
+        # event that a cell sent later.
+        self.order = threading.Lock()
         self.current_id = 0
         self.deferred: deque[Any] = deque()
-        self.sending = False
         self.after_send: Any = lambda: None
 
     def send(self, kind: str, request_id: int, /, **fields: Any) -> None:
-        flush_outputs()
         line = wire.encode(kind, request_id, **fields)
-        # An interrupt must not cut a line in half: the SIGINT handler waits while we write.
-        # (Masking the signal instead would leave it to other threads, and a main thread
-        # blocked on a lock would then never see it.)
-        with self._lock:
-            self.sending = True
-            try:
-                view = memoryview(line)
-                while view:
-                    view = view[os.write(self._msg_fd, view):]
-            finally:
-                self.sending = False
+        with self.order:
+            flush_outputs()
+            self.write_line(line)
         self.after_send()
+
+    def write_line(self, line: bytes) -> None:
+        view = memoryview(line)
+        with self._line_lock:
+            while view:
+                view = view[os.write(self._msg_fd, view):]
 
     def receive(self) -> Any:
         if self.deferred:
@@ -96,13 +61,29 @@ class WorkerChannel:
                 continue  # the agent validated it already; nothing sensible to answer
 
 
+# An interrupt that comes while the main thread runs one of these waits until it is done: a
+# line cut in half would break the pipe's framing, and output written before the interrupt
+# would be written again, since its buffer would keep it. (Masking the signal instead would
+# leave it to other threads, and a main thread blocked on a lock would then never see it.)
+_WRITERS = frozenset({WorkerChannel.send.__code__, WorkerChannel.write_line.__code__,
+                      OutputEvents.write.__code__})
+
+
+def _writing(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code in _WRITERS:
+            return True
+        frame = frame.f_back
+    return False
+
+
 class Worker:
     def __init__(self, channel: WorkerChannel) -> None:
         from sandbox_kernel.guest.comms import install_comm_manager
         from sandbox_kernel.guest.shell import SandboxShell
 
         self.channel = channel
-        self.flusher = OutputFlusher()
+        self.flusher = OutputFlusher(self._flush_tick)
         self.executing = False
         self.interrupt_pending = False
         self.allow_stdin = False
@@ -117,12 +98,21 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_sigint)
         channel.after_send = self._deliver_pending_interrupt
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         # The agent signals only while a request is in flight, so a signal that comes before
         # the cell's code has started is kept for it rather than lost.
-        if self.executing and not self.channel.sending:
+        if self.executing and not _writing(frame):
+            self.interrupt_pending = False
             raise KeyboardInterrupt
         self.interrupt_pending = True
+
+    def _flush_tick(self) -> None:
+        with self.channel.order:
+            flush_outputs()
+        # An interrupt kept back while output went out, in a cell that sends no event after
+        # it: signal again, now that the main thread may be elsewhere.
+        if self.executing and self.interrupt_pending:
+            os.kill(os.getpid(), signal.SIGINT)
 
     def _deliver_pending_interrupt(self) -> None:
         if self.executing and self.interrupt_pending:
@@ -329,8 +319,8 @@ def main() -> None:
     lazy_terminal.install()
     channel = WorkerChannel(int(os.environ.pop("SANDBOX_REQ_FD")),
                             int(os.environ.pop("SANDBOX_MSG_FD")))
-    sys.stdout = open_output(1)
-    sys.stderr = open_output(2)
+    sys.stdout = open_output("stdout", 1, channel)
+    sys.stderr = open_output("stderr", 2, channel)
     sys.path.insert(0, "")  # like ipykernel: the working directory's modules are importable
     os.environ.pop("PYTHONPATH", None)
     Worker(channel).serve()

@@ -298,10 +298,10 @@ def test_tracebacks_that_do_not_end_the_cell_are_shown_in_order(kernel: Kernel) 
              for m in without_input(msgs)]
     assert kinds == [("stream", "before\n"), ("error", "ZeroDivisionError"),
                      ("stream", "after\n")]
-    _, msgs = run(kc, "class Unshowable:\n    def _repr_html_(self):\n"
-                      "        raise ValueError('no html')\nUnshowable()")
+    _, msgs = run(kc, "class Unshowable:\n    def _repr_markdown_(self):\n"
+                      "        raise ValueError('no markdown')\nUnshowable()")
     errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
-    assert [e["evalue"] for e in errors] == ["no html"]
+    assert [e["evalue"] for e in errors] == ["no markdown"]
     assert any(m["msg_type"] == "execute_result" for m in msgs)  # the text/plain still shows
 
 
