@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any
 
 from sandbox_kernel import __version__
+from sandbox_kernel.constants import MAX_LINE_BYTES
 from sandbox_kernel.guest import lazy_terminal, wire
 from sandbox_kernel.guest.streams import OutputEvents, OutputFlusher, flush_outputs, open_output
 from sandbox_kernel.guest.wire import Request
@@ -37,6 +38,8 @@ class WorkerChannel:
 
     def send(self, kind: str, request_id: int, /, **fields: Any) -> None:
         line = wire.encode(kind, request_id, **fields)
+        if len(line) > MAX_LINE_BYTES:
+            line = _instead_of_too_large(kind, request_id, len(line), fields)
         with self.order:
             flush_outputs()
             self.write_line(line)
@@ -59,6 +62,25 @@ class WorkerChannel:
                 return wire.parse_request(line)
             except ValueError:
                 continue  # the agent validated it already; nothing sensible to answer
+
+
+_REPLIES = frozenset({"complete_reply", "inspect_reply", "is_complete_reply", "history_reply",
+                      "comm_info_reply", "ack"})
+
+
+def _instead_of_too_large(kind: str, request_id: int, size: int, fields: dict[str, Any]
+                          ) -> bytes:
+    """What goes out in place of an event the host would drop for its size: a note the user
+    sees, and for an answer the host waits on, an answer."""
+    note = (f"The sandbox did not send a {kind} of {size / 2**20:.1f} MB: its limit is "
+            f"{MAX_LINE_BYTES // 2**20} MB.")
+    if kind == "complete":
+        return wire.encode("complete", request_id, status="error", ename="OutputTooLarge",
+                           evalue=note, traceback=[note],
+                           execution_count=fields.get("execution_count", 0))
+    if kind in _REPLIES:
+        return wire.encode("agent_error", request_id, error_type="OutputTooLarge", message=note)
+    return wire.encode("output", request_id, name="stderr", text=note + "\n")
 
 
 # An interrupt that comes while the main thread runs one of these waits until it is done: a

@@ -80,6 +80,13 @@ async def test_output_and_displays_keep_the_order_the_cell_made_them_in(vm: Sand
                 (kind, str(i)) for i in range(300) for kind in (*before, "display", *after)]
 
 
+async def test_a_display_too_large_to_send_says_so(vm: SandboxVM) -> None:
+    out = await run(vm, "display({'text/plain': 'x' * (20 * 2**20)}, raw=True)\nprint('after')")
+    assert out.complete.status == "ok" and out.stdout == "after\n"
+    assert "did not send a display_data of 20.0 MB" in out.stderr
+    assert not any(isinstance(e, p.DisplayData) for e in out.events)
+
+
 async def test_exception_name_value_and_traceback(vm: SandboxVM) -> None:
     out = await run(vm, "def f():\n    raise ValueError('bad value')\nf()")
     done = out.complete
