@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from sandbox_kernel import protocol as p
@@ -88,6 +88,9 @@ class DualPortChannel:
         self._tasks: list[asyncio.Task[None]] = []
         self._writers: list[asyncio.StreamWriter] = []
         self._closed: SandboxError | None = None
+        # Gets the events of requests already answered: output from a thread that a cell
+        # started, which ipykernel shows under that cell.
+        self.on_late_event: Callable[[p.Event], None] | None = None
 
     # --- connection -------------------------------------------------------------------------
     async def _open(self, path: Path, sock: socket.socket | None
@@ -171,10 +174,14 @@ class DualPortChannel:
             return
         queue = self._streams.get(event.id)
         if queue is not None:
+            if isinstance(event, p.FINAL_EVENTS):
+                del self._streams[event.id]  # what comes after it is late
             await queue.put(event)  # bounded: a flood from the guest waits here
         elif event.id == 0:
             with contextlib.suppress(asyncio.QueueFull):
                 self.unsolicited.put_nowait(event)
+        elif self.on_late_event is not None:
+            self.on_late_event(event)
         else:
             log.debug("dropping event for finished request %s", event.id)
 
@@ -223,7 +230,7 @@ class DualPortChannel:
                 if isinstance(item, p.FINAL_EVENTS):
                     return
         finally:
-            del self._streams[request_id]
+            self._streams.pop(request_id, None)
 
     async def request(self, request: p.Message) -> p.Event:
         """Sends ``request`` and returns its final event (others are dropped)."""

@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import signal
 import threading
+from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from sandbox_kernel.vm.machine import SandboxVM
 
 T = TypeVar("T")
+_LATE_PARENTS = 8  # cells whose threads' output still finds its cell
 # The protocol's pydantic models and the VM manager take about 50 ms to import. That runs
 # in a thread while the shell loop answers the frontend's handshake.
 
@@ -88,6 +90,7 @@ class SandboxKernel(Kernel):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: int | None = None  # id of the guest request a cell waits on
         self._imported = asyncio.Event()
+        self._late_parents: OrderedDict[int, dict[str, Any]] = OrderedDict()  # by request id
         self._register_comm_handlers()
 
     # --- execution count follows the guest's IPython, as IPythonKernel's follows its shell ---
@@ -149,6 +152,8 @@ class SandboxKernel(Kernel):
             self._vm = vm  # stopped by a shutdown during its start
             await vm.start()
         self._vm = vm
+        if vm.channel is not None:
+            vm.channel.on_late_event = self._late_event
         self.log.info("sandbox VM ready in %.2f s (%s, %s)", vm.boot_seconds or 0,
                       vm.accel, vm.started_from)
         return vm
@@ -195,8 +200,10 @@ class SandboxKernel(Kernel):
         assert self.session is not None, "the kernel app sets the session before any message"
         return self.session
 
-    def _publish(self, msg_type: str, content: dict[str, Any], **extra: Any) -> None:
-        self.send_response(self.iopub_socket, msg_type, content, **extra)
+    def _publish(self, msg_type: str, content: dict[str, Any],
+                 parent: dict[str, Any] | None = None) -> None:
+        self._session.send(self.iopub_socket, msg_type, content,
+                           parent if parent is not None else self.get_parent("shell"))
 
     def _failure(self, exc: BaseException, silent: bool = False) -> dict[str, Any]:
         name = type(exc).__name__
@@ -231,6 +238,9 @@ class SandboxKernel(Kernel):
                             store_history=store_history, user_expressions=user_expressions or {},
                             allow_stdin=allow_stdin)
         parent = self.get_parent("shell")
+        self._late_parents[request.id] = parent
+        while len(self._late_parents) > _LATE_PARENTS:
+            self._late_parents.popitem(last=False)
         ident = self._get_shell_context_var(self._shell_parent_ident)
         cancel_input = threading.Event()
         inputs: list[asyncio.Task[None]] = []
@@ -264,34 +274,45 @@ class SandboxKernel(Kernel):
         if value is not None and vm.channel is not None:
             vm.channel.send(p.InputReply(id=request_id, value=value))
 
-    def _forward(self, event: p.Event) -> None:
-        """Guest events become IOPub messages, re-signed with our session key."""
+    def _forward(self, event: p.Event, parent: dict[str, Any] | None = None) -> None:
+        """Guest events become IOPub messages, re-signed with our session key; ``parent``:
+        the request they belong to, when it is not the one being handled."""
         match event:
             case p.OutputChunk(name=name, text=text):
-                self._publish("stream", {"name": name, "text": text})
+                self._publish("stream", {"name": name, "text": text}, parent)
             case p.DisplayData(data=data, metadata=md, transient=tr, update=update):
                 self._publish("update_display_data" if update else "display_data",
-                              {"data": data, "metadata": md, "transient": tr})
+                              {"data": data, "metadata": md, "transient": tr}, parent)
             case p.ExecuteResult(execution_count=count, data=data, metadata=md):
                 self._publish("execute_result",
-                              {"execution_count": count, "data": data, "metadata": md})
+                              {"execution_count": count, "data": data, "metadata": md}, parent)
             case p.ClearOutput(wait=wait):
-                self._publish("clear_output", {"wait": wait})
+                self._publish("clear_output", {"wait": wait}, parent)
             case p.ErrorOutput(ename=ename, evalue=evalue, traceback=tb):
-                self._publish("error", {"ename": ename, "evalue": evalue, "traceback": tb})
+                self._publish("error", {"ename": ename, "evalue": evalue, "traceback": tb},
+                              parent)
             case p.CommEvent():
-                self._forward_comm(event)
+                self._forward_comm(event, parent)
             case _:
                 self.log.debug("ignoring guest event %s", type(event).__name__)
 
-    def _forward_comm(self, event: p.CommEvent) -> None:
+    def _late_event(self, event: p.Event) -> None:
+        """An event of a request already answered: what a thread the cell started still
+        prints or displays goes under that cell, as in ipykernel, and comm messages (a
+        widget that a thread updates) go out whatever their request."""
+        parent = self._late_parents.get(event.id)
+        if parent is not None or isinstance(event, p.CommEvent):
+            self._forward(event, parent)
+
+    def _forward_comm(self, event: p.CommEvent, parent: dict[str, Any] | None = None) -> None:
         content: dict[str, Any] = {"comm_id": event.comm_id, "data": event.data}
         if event.kind == "comm_open":
             content["target_name"] = event.target_name or ""
             if event.target_module:
                 content["target_module"] = event.target_module
-        self._session.send(self.iopub_socket, event.kind, content, self.get_parent("shell"),
-                          metadata=event.metadata, buffers=list(event.buffers) or None)
+        self._session.send(self.iopub_socket, event.kind, content,
+                           parent if parent is not None else self.get_parent("shell"),
+                           metadata=event.metadata, buffers=list(event.buffers) or None)
 
     def _execute_reply(self, done: p.ExecutionComplete) -> dict[str, Any]:
         self._next_count = done.execution_count + 1

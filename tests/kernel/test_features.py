@@ -305,6 +305,22 @@ def test_tracebacks_that_do_not_end_the_cell_are_shown_in_order(kernel: Kernel) 
     assert any(m["msg_type"] == "execute_result" for m in msgs)  # the text/plain still shows
 
 
+def test_what_a_thread_prints_after_its_cell_ended_shows_under_that_cell(kernel: Kernel) -> None:
+    _, kc = kernel
+    reply, _ = run(kc, "import threading, time\ndef later():\n    time.sleep(0.5)\n"
+                       "    print('from the thread')\nthreading.Thread(target=later).start()")
+    cell = reply["parent_header"]["msg_id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            msg = kc.get_iopub_msg(timeout=1)
+            if msg["msg_type"] == "stream":
+                assert msg["content"]["text"] == "from the thread\n"
+                assert msg["parent_header"]["msg_id"] == cell
+                return
+    raise AssertionError("the thread's output never came")
+
+
 def test_a_worker_that_dies_shows_why_and_the_next_cell_runs(kernel: Kernel) -> None:
     # The agent reports this one, not IPython: the host publishes its error output.
     _, kc = kernel

@@ -108,6 +108,35 @@ async def test_stream_yields_until_completion(guest: FakeGuest) -> None:
 
 
 @pytest.mark.asyncio(loop_scope="function")
+async def test_events_after_the_final_one_go_to_the_late_handler(guest: FakeGuest) -> None:
+    channel = await connected(guest)
+    late: list[p.Event] = []
+    both_late = asyncio.Event()
+
+    def on_late(event: p.Event) -> None:
+        late.append(event)
+        if len(late) == 2:
+            both_late.set()
+
+    channel.on_late_event = on_late
+
+    async def guest_side() -> None:
+        await guest.requests.get()
+        await guest.say(p.encode(p.ExecutionComplete(id=1, status="ok")))
+        await guest.say(p.encode(p.OutputChunk(id=1, name="stdout", text="late")))
+        await guest.say(p.encode(p.Pong(id=1, agent_version="x")))
+
+    task = asyncio.create_task(guest_side())
+    events = [e async for e in channel.stream(p.Execute(id=1, code="x"))]
+    await task
+    await asyncio.wait_for(both_late.wait(), 5)
+    assert [type(e) for e in events] == [p.ExecutionComplete]
+    assert late == [p.OutputChunk(id=1, name="stdout", text="late"),
+                    p.Pong(id=1, agent_version="x")]
+    await channel.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
 async def test_malformed_and_half_written_lines(guest: FakeGuest) -> None:
     channel, reply = await ping_in_flight(guest)
     await guest.say(b"this is not json\n")
