@@ -60,6 +60,7 @@ class Execute(Message):
     store_history: bool = True
     user_expressions: dict[str, str] = {}
     allow_stdin: bool = False
+    parent_msg_id: str = ""  # of the Jupyter request; ipywidgets' Output widget needs it
 
 
 class Interrupt(Message):
@@ -113,6 +114,7 @@ class CommOpen(Message):
     data: JSONDict = {}
     metadata: JSONDict = {}
     buffers: list[Base64Bytes] = []
+    parent_msg_id: str = ""
 
 
 class CommMsg(Message):
@@ -121,6 +123,7 @@ class CommMsg(Message):
     data: JSONDict = {}
     metadata: JSONDict = {}
     buffers: list[Base64Bytes] = []
+    parent_msg_id: str = ""
 
 
 class CommClose(Message):
@@ -128,6 +131,7 @@ class CommClose(Message):
     comm_id: str
     data: JSONDict = {}
     metadata: JSONDict = {}
+    parent_msg_id: str = ""
 
 
 class CommInfo(Message):

@@ -99,6 +99,16 @@ class ChannelDisplayPublisher(DisplayPublisher):
         self.channel.send("clear_output", self.channel.current_id, wait=wait)
 
 
+class _KernelView:
+    """``get_ipython().kernel`` as far as ipywidgets asks: the parent request."""
+
+    def __init__(self, shell: "SandboxShell") -> None:
+        self._shell = shell
+
+    def get_parent(self) -> dict[str, Any]:
+        return self._shell.get_parent()
+
+
 class SandboxShell(InteractiveShell):
     displayhook_class = Type(ChannelDisplayHook)
     display_pub_class = Type(ChannelDisplayPublisher)
@@ -109,6 +119,8 @@ class SandboxShell(InteractiveShell):
         self.displayhook.channel = channel  # type: ignore[attr-defined]
         self.display_pub.channel = channel  # type: ignore[attr-defined]
         self.last_error: tuple[str, str, list[str]] | None = None
+        self._parent: dict[str, Any] = {}
+        self.kernel = _KernelView(self)
         self.last_error_shown = False  # last_error went out as an error event
         # The pager (``obj?``) becomes a payload, as in ipykernel.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
@@ -138,6 +150,14 @@ class SandboxShell(InteractiveShell):
     @Completer.setter
     def Completer(self, completer: Any) -> None:
         self._completer = completer
+
+    # What ipykernel's shell has and ipywidgets' Output widget uses: the request being served,
+    # whose msg_id the widget takes so that the frontend puts the output that follows in it.
+    def get_parent(self) -> dict[str, Any]:
+        return self._parent
+
+    def set_parent(self, parent: dict[str, Any]) -> None:
+        self._parent = parent
 
     def run_cell_unseen(self, code: str) -> None:
         """Runs ``code`` as a cell whose result or traceback is encoded but sent nowhere, and

@@ -173,6 +173,8 @@ class Worker:
             except KeyboardInterrupt:
                 continue
             self.channel.current_id = request.id
+            if getattr(request, "parent_msg_id", ""):
+                self.shell.set_parent({"header": {"msg_id": request.parent_msg_id}})
             handler = getattr(self, f"on_{request.type}", None)
             reply: Reply
             try:

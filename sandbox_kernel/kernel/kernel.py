@@ -234,10 +234,11 @@ class SandboxKernel(Kernel):
         except SandboxError as exc:
             return self._failure(exc, silent)
         assert vm.channel is not None
+        parent = self.get_parent("shell")
         request = p.Execute(id=vm.channel.next_id(), code=code, silent=silent,
                             store_history=store_history, user_expressions=user_expressions or {},
-                            allow_stdin=allow_stdin)
-        parent = self.get_parent("shell")
+                            allow_stdin=allow_stdin,
+                            parent_msg_id=parent.get("header", {}).get("msg_id", ""))
         self._late_parents[request.id] = parent
         while len(self._late_parents) > _LATE_PARENTS:
             self._late_parents.popitem(last=False)
@@ -382,7 +383,8 @@ class SandboxKernel(Kernel):
         kind = parent["header"]["msg_type"]
         fields: dict[str, Any] = {"comm_id": content.get("comm_id", ""),
                                   "data": content.get("data") or {},
-                                  "metadata": parent.get("metadata") or {}}
+                                  "metadata": parent.get("metadata") or {},
+                                  "parent_msg_id": parent["header"].get("msg_id", "")}
         if kind == "comm_open":
             fields["target_name"] = content.get("target_name", "")
         if kind != "comm_close":

@@ -392,6 +392,47 @@ def test_widget_syncs_both_ways(kernel: Kernel) -> None:
     assert comm_id in info["comms"]
 
 
+def _output_widget_steps(msgs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """What the frontend's Output widget goes by: its msg_id as it changes, and the text."""
+    steps = []
+    for m in msgs:
+        state = m["content"].get("data", {}).get("state", {}) if m["msg_type"] == "comm_msg" \
+            else {}
+        if "msg_id" in state:
+            steps.append(("msg_id", state["msg_id"]))
+        elif m["msg_type"] == "stream":
+            steps.append(("stream", m["content"]["text"]))
+    return steps
+
+
+def test_output_widget_takes_what_is_printed_inside_it(kernel: Kernel) -> None:
+    # The frontend puts output whose parent is the widget's msg_id into the widget, while
+    # that msg_id is set; ipywidgets sets it from the kernel's parent request.
+    _, kc = kernel
+    msg_id = kc.execute("import ipywidgets as w\nout = w.Output()\ndisplay(out)\n"
+                        "with out:\n    print('inside')\nprint('outside')")
+    msgs = iopub_until_idle(kc, msg_id)
+    assert _output_widget_steps(msgs) == [("msg_id", msg_id), ("stream", "inside\n"),
+                                          ("msg_id", ""), ("stream", "outside\n")]
+
+
+def test_interact_shows_its_function_s_output_when_the_slider_moves(kernel: Kernel) -> None:
+    _, kc = kernel
+    _, msgs = run(kc, "from ipywidgets import interact\n"
+                      "def tenfold(x):\n    print(x * 10)\n_ = interact(tenfold, x=1)")
+    slider = next(m["content"]["comm_id"] for m in _comm_msgs(msgs, "comm_open")
+                  if m["content"]["data"]["state"].get("_model_name") == "IntSliderModel")
+    update = kc.session.msg("comm_msg", {"comm_id": slider, "data": {
+        "method": "update", "state": {"value": 2}, "buffer_paths": []}})
+    kc.shell_channel.send(update)
+    moved = update["header"]["msg_id"]
+    msgs = iopub_until_idle(kc, moved)
+    assert ("stream", "20\n") in _output_widget_steps(msgs)
+    steps = _output_widget_steps(msgs)
+    assert steps.index(("msg_id", moved)) < steps.index(("stream", "20\n")) \
+        < steps.index(("msg_id", ""))
+
+
 def test_restart_gives_a_fresh_vm_and_shutdown_leaves_nothing() -> None:
     km, kc = start_kernel()
     try:
