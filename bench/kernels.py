@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import queue
 import statistics
 import time
 from collections.abc import Iterator
@@ -53,6 +54,15 @@ def execute(kc: BlockingKernelClient, code: str, timeout: float = TIMEOUT) -> di
     return _reply_to(kc, kc.execute(code), timeout)
 
 
+def _next_iopub(kc: BlockingKernelClient, waiting_for: str) -> dict[str, Any]:
+    """The next IOPub message; a timeout says what the bench was waiting for."""
+    try:
+        return dict(kc.get_iopub_msg(timeout=TIMEOUT))
+    except queue.Empty:
+        raise TimeoutError(f"no IOPub message in {TIMEOUT} s while waiting for {waiting_for}"
+                           ) from None
+
+
 def drain_iopub(kc: BlockingKernelClient) -> None:
     with contextlib.suppress(Exception):
         while True:
@@ -88,7 +98,7 @@ def stdout_throughput(kc: BlockingKernelClient, megabytes: int) -> float:
     msg_id = kc.execute(code)
     received = 0
     while True:
-        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        msg = _next_iopub(kc, "the stdout cell's output and idle status")
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         if msg["msg_type"] == "stream":
@@ -103,7 +113,7 @@ def stdout_throughput(kc: BlockingKernelClient, megabytes: int) -> float:
 
 def _wait_until_running(kc: BlockingKernelClient, msg_id: str) -> None:
     while True:
-        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        msg = _next_iopub(kc, "a busy cell to start (before an interrupt)")
         if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
             return
 
