@@ -113,7 +113,16 @@ def stdout_throughput(kc: BlockingKernelClient, megabytes: int) -> float:
 
 def _wait_until_running(kc: BlockingKernelClient, msg_id: str) -> None:
     while True:
-        msg = _next_iopub(kc, "a busy cell to start (before an interrupt)")
+        try:
+            msg = _next_iopub(kc, "a busy cell to start (before an interrupt)")
+        except TimeoutError as exc:
+            # A request that never starts has been answered without running, if at all:
+            # say how (ipykernel aborts requests queued behind an error).
+            try:
+                status = _reply_to(kc, msg_id, timeout=5).get("status")
+            except queue.Empty:
+                status = "none"
+            raise TimeoutError(f"{exc}; the cell's reply: {status}") from None
         if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
             return
 
