@@ -127,6 +127,16 @@ def _wait_until_running(kc: BlockingKernelClient, msg_id: str) -> None:
             return
 
 
+def _wait_until_idle(kc: BlockingKernelClient, msg_id: str) -> None:
+    # As a frontend does before its next cell: ipykernel aborts a request that reaches it
+    # before it has finished with an error reply.
+    while True:
+        msg = _next_iopub(kc, "an interrupted cell's idle status")
+        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"):
+            return
+
+
 def interrupt_latencies(km: KernelManager, kc: BlockingKernelClient, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
@@ -138,6 +148,7 @@ def interrupt_latencies(km: KernelManager, kc: BlockingKernelClient, runs: int) 
         reply = _reply_to(kc, msg_id)
         times.append(time.perf_counter() - started)
         assert reply.get("ename") == "KeyboardInterrupt", reply
+        _wait_until_idle(kc, msg_id)
     drain_iopub(kc)
     return times
 
