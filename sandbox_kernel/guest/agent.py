@@ -1,8 +1,9 @@
 """The guest agent: PID 1 of the VM. Relays host requests to the worker and streams back.
 
-It owns the two virtio ports and one worker process. Output the worker writes to its
-stdout/stderr is chunked here; structured events the worker sends on its message pipe are
-checked and forwarded after any output written before them, so order is kept.
+It owns the two virtio ports and one worker process. The worker's events, its Python-level
+output among them, come on its message pipe in the order it made them; output written to its
+file descriptors 1 and 2 (a subprocess, C code) is chunked here and forwarded ahead of the
+next event.
 """
 
 import ctypes

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from sandbox_kernel.guest import wire
+from sandbox_kernel.guest.outputs import FLUSH_BYTES as CHUNK_BYTES  # as for fd-level output
 
-CHUNK_BYTES = 256 * 1024  # of text per output event at most, and of buffer per stream
 _FLUSH_AFTER_S = 0.05
 _IDLE_FLUSH_S = 0.2
 

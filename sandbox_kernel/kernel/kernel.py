@@ -202,8 +202,10 @@ class SandboxKernel(Kernel):
 
     def _publish(self, msg_type: str, content: dict[str, Any],
                  parent: dict[str, Any] | None = None) -> None:
-        self._session.send(self.iopub_socket, msg_type, content,
-                           parent if parent is not None else self.get_parent("shell"))
+        self._session.send(self.iopub_socket, msg_type, content, self._parent_or_current(parent))
+
+    def _parent_or_current(self, parent: dict[str, Any] | None) -> dict[str, Any]:
+        return parent if parent is not None else self.get_parent("shell")
 
     def _failure(self, exc: BaseException, silent: bool = False) -> dict[str, Any]:
         name = type(exc).__name__
@@ -312,7 +314,7 @@ class SandboxKernel(Kernel):
             if event.target_module:
                 content["target_module"] = event.target_module
         self._session.send(self.iopub_socket, event.kind, content,
-                           parent if parent is not None else self.get_parent("shell"),
+                           self._parent_or_current(parent),
                            metadata=event.metadata, buffers=list(event.buffers) or None)
 
     def _execute_reply(self, done: p.ExecutionComplete) -> dict[str, Any]:

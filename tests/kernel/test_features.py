@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import queue
 import re
 import signal
 import socket
@@ -312,12 +313,14 @@ def test_what_a_thread_prints_after_its_cell_ended_shows_under_that_cell(kernel:
     cell = reply["parent_header"]["msg_id"]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+        try:
             msg = kc.get_iopub_msg(timeout=1)
-            if msg["msg_type"] == "stream":
-                assert msg["content"]["text"] == "from the thread\n"
-                assert msg["parent_header"]["msg_id"] == cell
-                return
+        except queue.Empty:
+            continue
+        if msg["msg_type"] == "stream":
+            assert msg["content"]["text"] == "from the thread\n"
+            assert msg["parent_header"]["msg_id"] == cell
+            return
     raise AssertionError("the thread's output never came")
 
 
