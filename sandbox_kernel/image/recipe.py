@@ -5,7 +5,7 @@ import json
 from dataclasses import asdict, dataclass
 
 # Bump when the builder changes what it makes from the same recipe.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ DEFAULT = Recipe(
         "python3-matplotlib",
         "python3-matplotlib-inline",
         "dash",
+        "bash",  # for %%bash cells
         "coreutils",
         "procps",
     ),

@@ -72,7 +72,21 @@ def apply_fixups(root: Path) -> None:
     if not sh.exists() and (root / "bin/dash").exists():
         sh.unlink(missing_ok=True)
         sh.symlink_to("dash")
+    matplotlib_draws_inline(etc / "matplotlibrc")
     subprocess.run(["ldconfig", "-r", str(root)], check=True)
+
+
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+def matplotlib_draws_inline(rc: Path) -> None:
+    """Debian's matplotlibrc picks TkAgg, which a VM without a display cannot show; IPython
+    reads it for a bare ``%matplotlib``. The inline backend is what a notebook expects."""
+    if not rc.exists():
+        return
+    lines = rc.read_text().splitlines(keepends=True)
+    rc.write_text("".join(f"backend: {INLINE_BACKEND}\n" if line.startswith("backend:")
+                          else line for line in lines))
 
 
 def install_wheels(python: GuestPython, wheels: tuple[str, ...], cache: Path) -> None:

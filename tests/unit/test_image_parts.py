@@ -1,6 +1,7 @@
 import io
 from pathlib import Path
 
+from sandbox_kernel.image import rootfs
 from sandbox_kernel.image.cpio import write_archive
 from sandbox_kernel.image.kernel import load_order, module_depends
 from sandbox_kernel.image.recipe import DEFAULT, Recipe
@@ -77,3 +78,11 @@ def test_the_guest_gets_every_module_its_code_imports() -> None:
                     if (_PACKAGE_ROOT / candidate).is_file() and candidate not in GUEST_SOURCES:
                         missing.add(candidate)
     assert not missing
+
+
+def test_fixups_make_matplotlib_default_to_the_inline_backend(tmp_path: Path) -> None:
+    rc = tmp_path / "matplotlibrc"
+    rc.write_text("#### MATPLOTLIBRC\n##backend: Agg\nbackend: TkAgg\nlines.linewidth: 2\n")
+    rootfs.matplotlib_draws_inline(rc)
+    assert rc.read_text() == ("#### MATPLOTLIBRC\n##backend: Agg\n"
+                              f"backend: {rootfs.INLINE_BACKEND}\nlines.linewidth: 2\n")
