@@ -5,11 +5,13 @@ import sys
 from typing import Any, Protocol, cast
 
 from IPython.core import page, payloadpage
+from IPython.core.autocall import ExitAutocall
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
-from traitlets import Type
+from traitlets import Type, default
 
 from sandbox_kernel.guest import tracebacks, wire
 from sandbox_kernel.guest.plain import PlainResults
@@ -99,6 +101,20 @@ class ChannelDisplayPublisher(DisplayPublisher):
         self.channel.send("clear_output", self.channel.current_id, wait=wait)
 
 
+# matplotlib backends that draw into the notebook and need no event loop of their own: what
+# ipykernel accepts as a "GUI" besides the real toolkits.
+_LOOPLESS_GUIS = frozenset({None, "inline", "nbagg", "webagg", "notebook", "ipympl", "widget"})
+
+
+class SandboxExit(ExitAutocall):
+    """``exit``/``quit``: ends the kernel, as in ipykernel, unless ``keep_kernel=True``."""
+
+    def __call__(self, keep_kernel: bool = False) -> None:
+        shell = cast(SandboxShell, self._ip)
+        shell.keepkernel_on_exit = keep_kernel
+        shell.ask_exit()
+
+
 class _KernelView:
     """``get_ipython().kernel`` as far as ipywidgets asks: the parent request."""
 
@@ -112,6 +128,7 @@ class _KernelView:
 class SandboxShell(InteractiveShell):
     displayhook_class = Type(ChannelDisplayHook)
     display_pub_class = Type(ChannelDisplayPublisher)
+    keepkernel_on_exit = False
 
     def __init__(self, channel: Channel, **kwargs: Any) -> None:
         tracebacks.install()
@@ -177,8 +194,15 @@ class SandboxShell(InteractiveShell):
     def init_io(self) -> None:
         pass  # the worker has already put channel-backed streams on sys.stdout/stderr
 
+    @default("exiter")
+    def _exiter_default(self) -> ExitAutocall:
+        return SandboxExit(self)
+
     def enable_gui(self, gui: Any = None) -> None:
-        raise NotImplementedError("GUI event loops cannot run inside the sandbox VM")
+        if gui not in _LOOPLESS_GUIS:
+            raise UsageError(f"The sandbox VM has no display, so no {gui} windows: use "
+                             "%matplotlib inline, which is already the default.")
+        self.active_eventloop = gui
 
     def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
         # Sent now, in order with the output, as ipykernel does: IPython also shows tracebacks
@@ -195,7 +219,7 @@ class SandboxShell(InteractiveShell):
 
     def ask_exit(self) -> None:
         self.payload_manager.write_payload(  # type: ignore[union-attr]
-            {"source": "ask_exit", "keepkernel": False})
+            {"source": "ask_exit", "keepkernel": self.keepkernel_on_exit})
 
     def system_raw(self, cmd: str) -> None:
         sys.stdout.flush()  # keep Python's buffered output ahead of the command's

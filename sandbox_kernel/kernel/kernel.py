@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _LATE_PARENTS = 8  # cells whose threads' output still finds its cell
+_EXIT_AFTER_S = 0.1  # ipykernel stops its loop this long after `exit`
 # The protocol's pydantic models and the VM manager take about 50 ms to import. That runs
 # in a thread while the shell loop answers the frontend's handshake.
 
@@ -90,6 +91,7 @@ class SandboxKernel(Kernel):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: int | None = None  # id of the guest request a cell waits on
         self._imported = asyncio.Event()
+        self._exit_task: asyncio.Task[None] | None = None
         self._late_parents: OrderedDict[int, dict[str, Any]] = OrderedDict()  # by request id
         self._register_comm_handlers()
 
@@ -213,7 +215,7 @@ class SandboxKernel(Kernel):
         if not silent:
             self._publish("error", {"ename": name, "evalue": text, "traceback": [text]})
         return {"status": "error", "ename": name, "evalue": text, "traceback": [text],
-                "execution_count": self._next_count}
+                "execution_count": self._next_count, "payload": [], "user_expressions": {}}
 
     async def _ask(self, request: p.Message) -> p.Event | None:
         try:
@@ -319,13 +321,29 @@ class SandboxKernel(Kernel):
 
     def _execute_reply(self, done: p.ExecutionComplete) -> dict[str, Any]:
         self._next_count = done.execution_count + 1
+        if any(item.get("source") == "ask_exit" and not item.get("keepkernel")
+               for item in done.payload):
+            self._exit_task = asyncio.get_running_loop().create_task(self._exit_as_asked())
         if done.status == "ok":
             return {"status": "ok", "execution_count": done.execution_count,
                     "payload": done.payload, "user_expressions": done.user_expressions}
         content = {"ename": done.ename, "evalue": done.evalue, "traceback": done.traceback}
         if not done.error_shown:  # an interrupt before the cell started, a worker that died
             self._publish("error", content)
-        return {"status": "error", "execution_count": done.execution_count, **content}
+        # As ipykernel: payloads whatever the outcome (a cell can page, then fail).
+        return {"status": "error", "execution_count": done.execution_count, **content,
+                "payload": done.payload, "user_expressions": {}}
+
+    async def _exit_as_asked(self) -> None:
+        """``exit`` in a cell ends the kernel process, as in ipykernel; the frontend's restarter
+        starts a new one, and so a new VM. The reply and the idle status go out first."""
+        await asyncio.sleep(_EXIT_AFTER_S)
+        await self.do_shutdown(False)
+        # The loops stop as after a shutdown_request.
+        for stream in (self.control_stream, self.shell_stream):
+            if stream is not None and stream.io_loop is not self.io_loop:
+                stream.io_loop.add_callback(stream.io_loop.stop)
+        self.io_loop.add_callback(self.io_loop.stop)
 
     # --- introspection --------------------------------------------------------------------------
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:

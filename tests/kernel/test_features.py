@@ -266,6 +266,7 @@ def test_magics_and_shell_escapes(kernel: Kernel) -> None:
     assert stdout_of(msgs) == ""
     assert stdout_of(run(kc, "print(captured.stdout.strip())")[1]) == "hidden\n"
     assert "x" in stdout_of(run(kc, "%who")[1])
+    assert stdout_of(run(kc, "%%bash\necho $BASH_VERSION | cut -c1")[1]) == "5\n"
 
 
 def test_matplotlib_shows_inline_png(kernel: Kernel) -> None:
@@ -274,6 +275,39 @@ def test_matplotlib_shows_inline_png(kernel: Kernel) -> None:
                   timeout=120)
     images = [m["content"]["data"] for m in msgs if m["msg_type"] == "display_data"]
     assert images and images[0]["image/png"].startswith("iVBORw0KGgo")
+
+
+def test_matplotlib_magics_draw_inline_and_gui_toolkits_are_refused(kernel: Kernel) -> None:
+    # A bare %matplotlib reads the image's matplotlibrc, whose Debian default is TkAgg.
+    _, kc = kernel
+    _, msgs = run(kc, "%matplotlib", timeout=120)
+    assert "matplotlib_inline" in stdout_of(msgs)
+    reply, msgs = run(kc, "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
+                          "plt.plot([2, 1])\nplt.show()", timeout=120)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert any("image/png" in m["content"].get("data", {}) for m in msgs)
+    _, msgs = run(kc, "%gui tk")
+    stderr = "".join(m["content"]["text"] for m in msgs
+                     if m["msg_type"] == "stream" and m["content"]["name"] == "stderr")
+    assert "no display" in stderr
+
+
+def test_error_reply_keeps_the_cell_s_payload(kernel: Kernel) -> None:
+    _, kc = kernel
+    reply, _ = run(kc, "get_ipython().set_next_input('retry()')\n1/0")
+    content = reply["content"]
+    assert content["status"] == "error" and content["user_expressions"] == {}
+    assert [p["text"] for p in content["payload"]] == ["retry()"]
+
+
+def test_exit_keep_kernel_keeps_it(kernel: Kernel) -> None:
+    km, kc = kernel
+    run(kc, "kept = 7")
+    reply, _ = run(kc, "exit(keep_kernel=True)")
+    assert reply["content"]["payload"] == [{"source": "ask_exit", "keepkernel": True}]
+    time.sleep(1)  # ipykernel would have stopped after 0.1 s
+    assert km.is_alive()
+    assert stdout_of(run(kc, "print(kept)")[1]) == "7\n"
 
 
 def test_error_traceback_is_formatted_like_ipykernel(kernel: Kernel) -> None:
@@ -452,6 +486,21 @@ def test_restart_gives_a_fresh_vm_and_shutdown_leaves_nothing() -> None:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
     assert not any(Path(f"/proc/{q}").exists() for q in new_qemu)
+
+
+def test_exit_in_a_cell_ends_the_kernel_and_its_vm_as_in_ipykernel() -> None:
+    # Frontends restart a kernel that ends this way; `exit()` is how notebooks ask for one.
+    km, kc = start_kernel()
+    try:
+        process = km.provisioner.process  # type: ignore[union-attr]
+        qemu = _qemu_children(process.pid)
+        reply, _ = run(kc, "exit()")
+        assert reply["content"]["payload"] == [{"source": "ask_exit", "keepkernel": False}]
+        assert process.wait(timeout=30) == 0
+        assert qemu and not any(Path(f"/proc/{q}").exists() for q in qemu)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
 
 
 def test_kernel_exits_by_itself_after_shutdown_requests() -> None:
