@@ -45,6 +45,7 @@ class Worker:
 
     def _start(self, spawned: WorkerProcess | None = None) -> None:
         self.ready.clear()
+        self._oom_kills_at_start = oom_kills()
         spawned = spawned or spawn_worker()
         self.proc = spawned.proc
         self.req_w, self.msg_r = spawned.req_w, spawned.msg_r
@@ -157,7 +158,8 @@ class Worker:
 
     def _died(self, proc: "subprocess.Popen[bytes]") -> None:
         code = proc.wait()
-        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        out_of_memory = code == -signal.SIGKILL and oom_kills() > self._oom_kills_at_start
+        how = how_it_ended(code, out_of_memory)
         with self._swap:
             for fd in (self.msg_r, self.out_r, self.err_r, self.req_w):
                 os.close(fd)
@@ -171,6 +173,29 @@ class Worker:
                 evalue=f"The Python process running this code ended ({how}); "
                        "a fresh one has been started and earlier variables are gone.",
             ))
+
+
+def oom_kills() -> int:
+    """How many processes the guest kernel's out-of-memory killer has ended so far."""
+    try:
+        with open("/proc/vmstat") as vmstat:
+            for line in vmstat:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def how_it_ended(code: int, out_of_memory: bool) -> str:
+    if out_of_memory:
+        return "it ran out of memory, and the VM's out-of-memory killer ended it"
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 class Agent:

@@ -327,7 +327,9 @@ class SandboxKernel(Kernel):
         if done.status == "ok":
             return {"status": "ok", "execution_count": done.execution_count,
                     "payload": done.payload, "user_expressions": done.user_expressions}
-        content = {"ename": done.ename, "evalue": done.evalue, "traceback": done.traceback}
+        # Frontends show an error by its traceback; one without any would show nothing.
+        content = {"ename": done.ename, "evalue": done.evalue,
+                   "traceback": done.traceback or [f"{done.ename}: {done.evalue}"]}
         if not done.error_shown:  # an interrupt before the cell started, a worker that died
             self._publish("error", content)
         # As ipykernel: payloads whatever the outcome (a cell can page, then fail).

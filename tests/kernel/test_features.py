@@ -366,6 +366,16 @@ def test_a_worker_that_dies_shows_why_and_the_next_cell_runs(kernel: Kernel) -> 
     errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
     assert [e["ename"] for e in errors] == ["WorkerDied"]
     assert "exit code 3" in errors[0]["evalue"]
+    assert errors[0]["traceback"], "a frontend shows an error by its traceback"
+    assert stdout_of(run(kc, "print('fresh')")[1]) == "fresh\n"
+
+
+def test_a_worker_out_of_memory_is_told_so_and_the_next_cell_runs(kernel: Kernel) -> None:
+    _, kc = kernel
+    reply, _ = run(kc, "hoard = []\nwhile True:\n    hoard.append(bytearray(64 * 2**20))",
+                   timeout=120)
+    assert reply["content"]["ename"] == "WorkerDied"
+    assert "ran out of memory" in reply["content"]["evalue"]
     assert stdout_of(run(kc, "print('fresh')")[1]) == "fresh\n"
 
 
