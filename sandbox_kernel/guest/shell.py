@@ -106,6 +106,13 @@ class ChannelDisplayPublisher(DisplayPublisher):
 _LOOPLESS_GUIS = frozenset({None, "inline", "nbagg", "webagg", "notebook", "ipympl", "widget"})
 
 
+def _str_or_placeholder(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:  # an exception class whose __str__ fails: what Python prints then
+        return "<exception str() failed>"
+
+
 class SandboxExit(ExitAutocall):
     """``exit``/``quit``: ends the kernel, as in ipykernel, unless ``keep_kernel=True``."""
 
@@ -207,9 +214,10 @@ class SandboxShell(InteractiveShell):
     def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
         # Sent now, in order with the output, as ipykernel does: IPython also shows tracebacks
         # that do not end the cell (a formatter's, a callback's), and those must not be lost.
-        self.last_error = (etype.__name__, str(evalue), stb)
+        text = _str_or_placeholder(evalue)
+        self.last_error = (etype.__name__, text, stb)
         channel = self.displayhook.channel  # type: ignore[attr-defined]
-        channel.send("error", channel.current_id, ename=etype.__name__, evalue=str(evalue),
+        channel.send("error", channel.current_id, ename=etype.__name__, evalue=text,
                      traceback=stb)
         self.last_error_shown = True
 

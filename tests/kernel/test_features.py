@@ -323,6 +323,19 @@ def test_error_traceback_is_formatted_like_ipykernel(kernel: Kernel) -> None:
     assert "\x1b[38;5;" in coloured and re.search(r"\x1b\[[0-9;]*43m", coloured)
 
 
+def test_tracebacks_show_notes_and_survive_a_failing_str(kernel: Kernel) -> None:
+    _, kc = kernel
+    reply, _ = run(kc, "e = ValueError('base')\ne.add_note('first note')\n"
+                       "e.add_note('second note')\nraise e")
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(reply["content"]["traceback"]))
+    assert plain.endswith("ValueError: base\nfirst note\nsecond note")
+    reply, msgs = run(kc, "class Odd(Exception):\n    def __str__(self):\n"
+                          "        raise RuntimeError('no str')\nraise Odd()")
+    errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    assert [(e["ename"], e["evalue"]) for e in errors] == [("Odd", "<exception str() failed>")]
+    assert reply["content"]["ename"] == "Odd"
+
+
 def test_tracebacks_that_do_not_end_the_cell_are_shown_in_order(kernel: Kernel) -> None:
     # IPython shows these and goes on; ipykernel publishes each as an error output.
     _, kc = kernel
