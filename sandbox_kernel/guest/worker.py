@@ -99,6 +99,16 @@ def _writing(frame: FrameType | None) -> bool:
     return False
 
 
+def _unshown_error(result: Any) -> tuple[str, str, list[str]]:
+    """A failed cell's error when IPython showed no traceback for it, as ipykernel takes it."""
+    from sandbox_kernel.guest.shell import error_text
+
+    error = result and (result.error_before_exec or result.error_in_exec)
+    if error is None:
+        return "UnknownError", "", []
+    return type(error).__name__, error_text(error), []
+
+
 class Worker:
     def __init__(self, channel: WorkerChannel) -> None:
         from sandbox_kernel.guest.comms import install_comm_manager
@@ -219,10 +229,13 @@ class Worker:
                 "status": "ok", "execution_count": count, "payload": payload,
                 "user_expressions": shell.user_expressions(req.user_expressions),
                 "duration_s": time.perf_counter() - started}
-        ename, evalue, tb = shell.last_error or ("UnknownError", "", [])
+        ename, evalue, tb = shell.last_error or _unshown_error(result)
+        # IPython prints a UsageError to stderr instead of showing a traceback; ipykernel
+        # then publishes no error output either.
+        shown = shell.last_error_shown or ename == "UsageError"
         return "complete", {
             "status": "error", "execution_count": count, "ename": ename, "evalue": evalue,
-            "traceback": tb, "error_shown": shell.last_error_shown, "payload": payload,
+            "traceback": tb, "error_shown": shown, "payload": payload,
             "duration_s": time.perf_counter() - started}
 
     def on_complete(self, req: Request) -> Reply:
