@@ -14,6 +14,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Type, default
 
 from sandbox_kernel.guest import tracebacks, wire
+from sandbox_kernel.guest.packages import PackageMagics
 from sandbox_kernel.guest.plain import PlainResults
 
 
@@ -106,7 +107,7 @@ class ChannelDisplayPublisher(DisplayPublisher):
 _LOOPLESS_GUIS = frozenset({None, "inline", "nbagg", "webagg", "notebook", "ipympl", "widget"})
 
 
-def _str_or_placeholder(error: BaseException) -> str:
+def error_text(error: BaseException) -> str:
     try:
         return str(error)
     except Exception:  # an exception class whose __str__ fails: what Python prints then
@@ -148,6 +149,7 @@ class SandboxShell(InteractiveShell):
         self.last_error_shown = False  # last_error went out as an error event
         # The pager (``obj?``) becomes a payload, as in ipykernel.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
+        self.register_magics(PackageMagics)
 
     def should_run_async(self, raw_cell: str, *, transformed_cell: str | None = None,
                          preprocessing_exc_tuple: Any = None) -> bool:
@@ -214,7 +216,7 @@ class SandboxShell(InteractiveShell):
     def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
         # Sent now, in order with the output, as ipykernel does: IPython also shows tracebacks
         # that do not end the cell (a formatter's, a callback's), and those must not be lost.
-        text = _str_or_placeholder(evalue)
+        text = error_text(evalue)
         self.last_error = (etype.__name__, text, stb)
         channel = self.displayhook.channel  # type: ignore[attr-defined]
         channel.send("error", channel.current_id, ename=etype.__name__, evalue=text,

@@ -292,6 +292,27 @@ def test_matplotlib_magics_draw_inline_and_gui_toolkits_are_refused(kernel: Kern
     assert "no display" in stderr
 
 
+def test_pip_reports_what_the_image_has_and_names_what_it_lacks(kernel: Kernel) -> None:
+    _, kc = kernel
+    reply, msgs = run(kc, "%pip install -q numpy matplotlib>=3")
+    assert reply["content"]["status"] == "ok"
+    assert "Already in the sandbox image: numpy" in stdout_of(msgs)
+    reply, msgs = run(kc, "%pip install numpy no-such-package-xyz")
+    assert reply["content"]["ename"] == "UsageError"
+    assert "no-such-package-xyz" in reply["content"]["evalue"]
+    assert "error" not in [m["msg_type"] for m in msgs]  # printed to stderr, as ipykernel
+
+
+def test_a_usage_error_is_answered_as_ipykernel_does(kernel: Kernel) -> None:
+    # IPython prints it to stderr rather than showing a traceback; the reply used to say
+    # "UnknownError" and an empty error output went out besides.
+    _, kc = kernel
+    reply, msgs = run(kc, "%load_ext")
+    content = reply["content"]
+    assert (content["ename"], content["evalue"]) == ("UsageError", "Missing module name.")
+    assert [m["msg_type"] for m in without_input(msgs)] == ["stream"]
+
+
 def test_error_reply_keeps_the_cell_s_payload(kernel: Kernel) -> None:
     _, kc = kernel
     reply, _ = run(kc, "get_ipython().set_next_input('retry()')\n1/0")
