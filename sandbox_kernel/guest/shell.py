@@ -150,6 +150,8 @@ class SandboxShell(InteractiveShell):
         # The pager (``obj?``) becomes a payload, as in ipykernel.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
         self.register_magics(PackageMagics)
+        # What IPython's apps, ipykernel's among them, load by default: %store.
+        self.extension_manager.load_extension("storemagic")  # type: ignore[union-attr]
 
     def should_run_async(self, raw_cell: str, *, transformed_cell: str | None = None,
                          preprocessing_exc_tuple: Any = None) -> bool:

@@ -266,6 +266,7 @@ def test_magics_and_shell_escapes(kernel: Kernel) -> None:
     assert stdout_of(msgs) == ""
     assert stdout_of(run(kc, "print(captured.stdout.strip())")[1]) == "hidden\n"
     assert "x" in stdout_of(run(kc, "%who")[1])
+    assert "Stored 'x'" in stdout_of(run(kc, "%store x")[1])
     assert stdout_of(run(kc, "%%bash\necho $BASH_VERSION | cut -c1")[1]) == "5\n"
 
 
