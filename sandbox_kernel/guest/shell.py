@@ -9,6 +9,7 @@ from IPython.core.autocall import ExitAutocall
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.error import UsageError
+from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
 from traitlets import Type, default
@@ -16,6 +17,7 @@ from traitlets import Type, default
 from sandbox_kernel.guest import tracebacks, wire
 from sandbox_kernel.guest.packages import PackageMagics
 from sandbox_kernel.guest.plain import PlainResults
+from sandbox_kernel.guest.transforms import QuickTransformerManager
 
 
 class Channel(Protocol):
@@ -204,6 +206,10 @@ class SandboxShell(InteractiveShell):
 
     def init_io(self) -> None:
         pass  # the worker has already put channel-backed streams on sys.stdout/stderr
+
+    @default("input_transformer_manager")
+    def _input_transformer_manager_default(self) -> TransformerManager:
+        return QuickTransformerManager()
 
     @default("exiter")
     def _exiter_default(self) -> ExitAutocall:

@@ -16,7 +16,8 @@ GUEST_SOURCES = ("__init__.py", "constants.py", "protocol.py", "guest/__init__.p
                  "guest/agent.py", "guest/ports.py", "guest/worker.py", "guest/shell.py",
                  "guest/outputs.py", "guest/comms.py", "guest/tracebacks.py",
                  "guest/lazy_terminal.py", "guest/plain.py", "guest/wire.py",
-                 "guest/spawn.py", "guest/boot.py", "guest/streams.py", "guest/packages.py")
+                 "guest/spawn.py", "guest/boot.py", "guest/streams.py", "guest/packages.py",
+                 "guest/transforms.py")
 
 
 def _init_script() -> bytes:
