@@ -1,13 +1,15 @@
 """IPython's coloured tracebacks, without rebuilding pygments' tables for every one, and
-with the exception's notes.
+with the exception's notes and an exception group's sub-exceptions.
 
 Each traceback made stack_data derive a fresh lexer class (so pygments recompiled every
 Python token regex) and IPython build a fresh 256-colour formatter and style. Under TCG
 that was about 70 ms of a KeyboardInterrupt's reply. The output is unchanged, but for the
-notes (``add_note``), which Debian 12's IPython 8.5 leaves out and Python prints.
+notes (``add_note``) and the sub-exceptions of an ``ExceptionGroup`` (what an asyncio
+TaskGroup raises), which Debian 12's IPython 8.5 leaves out and Python prints.
 """
 
 import functools
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,23 +45,36 @@ def _highlight(formatter: Any, code: str, ranges: list[tuple[int, int]]) -> list
         return code.splitlines()  # as stack_data does: plain code rather than no traceback
 
 
-def _with_notes(format_exception: Any) -> Any:
+def _sub_exceptions(group: BaseExceptionGroup) -> str:
+    """The numbered boxes of sub-exceptions under a group's message, as Python prints them."""
+    lines = traceback.format_exception(group)
+    for index, line in enumerate(lines):
+        if line.startswith("  +-+"):
+            return "".join(lines[index:]).rstrip("\n")
+    return ""
+
+
+def _with_notes_and_groups(format_exception: Any) -> Any:
     @functools.wraps(format_exception)
-    def format_with_notes(self: Any, etype: type, evalue: BaseException) -> list[str]:
+    def format_fully(self: Any, etype: type, evalue: BaseException) -> list[str]:
         lines: list[str] = format_exception(self, etype, evalue)
+        if not lines:
+            return lines
+        # IPython keeps only the first item, so what it lacks goes into that one.
         notes = getattr(evalue, "__notes__", None)
-        if lines and isinstance(notes, (list, tuple)):
-            # IPython keeps only the first item, so the notes go into it.
+        if isinstance(notes, (list, tuple)):
             lines[0] += "".join("\n" + (note if isinstance(note, str) else repr(note))
                                 for note in notes)
+        if isinstance(evalue, BaseExceptionGroup):
+            lines[0] += "\n" + _sub_exceptions(evalue)
         return lines
 
-    return format_with_notes
+    return format_fully
 
 
 def install() -> None:
     if not hasattr(ultratb.VerboseTB.format_exception, "__wrapped__"):
-        ultratb.VerboseTB.format_exception = _with_notes(  # type: ignore[method-assign]
+        ultratb.VerboseTB.format_exception = _with_notes_and_groups(  # type: ignore[method-assign]
             ultratb.VerboseTB.format_exception)
     patches = {
         (stack_data.core, "_pygmented_with_ranges"): _highlight,

@@ -345,12 +345,18 @@ def test_error_traceback_is_formatted_like_ipykernel(kernel: Kernel) -> None:
     assert "\x1b[38;5;" in coloured and re.search(r"\x1b\[[0-9;]*43m", coloured)
 
 
-def test_tracebacks_show_notes_and_survive_a_failing_str(kernel: Kernel) -> None:
+def test_tracebacks_show_notes_and_groups_and_survive_a_failing_str(kernel: Kernel) -> None:
     _, kc = kernel
     reply, _ = run(kc, "e = ValueError('base')\ne.add_note('first note')\n"
                        "e.add_note('second note')\nraise e")
     plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(reply["content"]["traceback"]))
     assert plain.endswith("ValueError: base\nfirst note\nsecond note")
+    # What an asyncio TaskGroup raises: IPython 8.5 showed the group but not what is in it.
+    reply, _ = run(kc, "import asyncio\nasync def boom():\n    raise KeyError('in a task')\n"
+                       "async with asyncio.TaskGroup() as group:\n    group.create_task(boom())")
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(reply["content"]["traceback"]))
+    assert reply["content"]["ename"] == "ExceptionGroup"
+    assert "+---------------- 1 ----------------" in plain and "KeyError: 'in a task'" in plain
     reply, msgs = run(kc, "class Odd(Exception):\n    def __str__(self):\n"
                           "        raise RuntimeError('no str')\nraise Odd()")
     errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
