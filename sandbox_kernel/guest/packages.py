@@ -1,14 +1,11 @@
-"""``%pip`` in a VM with no network and no pip: a notebook's ``%pip install numpy`` is satisfied
-by the image, and what the image lacks is named, rather than failing with "No module named
-pip"."""
+"""``pip`` in a VM with no network and no pip, as the ``%pip`` magic and as a ``pip`` command
+for ``!pip``: a notebook's ``pip install numpy`` is satisfied by the image, and what the image
+lacks is named, rather than failing with "No module named pip" or "pip: not found"."""
 
 import re
-import shlex
+import sys
 from importlib import metadata
 from pathlib import Path
-
-from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # pip install options that take a value, which is not a requirement.
@@ -18,7 +15,14 @@ _WITH_VALUE = frozenset({"-c", "--constraint", "-e", "--editable", "-t", "--targ
                          "--implementation", "--abi", "--src", "--upgrade-strategy",
                          "--progress-bar", "--log", "--proxy", "--timeout", "--retries",
                          "--cache-dir", "--trusted-host", "--cert", "--client-cert"})
-_NO_NETWORK = "The sandbox VM has no network, so %pip cannot install anything"
+
+
+class NotInstallable(Exception):
+    """What pip was asked for needs a network, or something the image does not have."""
+
+
+def _no_network(command: str) -> str:
+    return f"The sandbox VM has no network, so {command} cannot install anything"
 
 
 def _canonical(name: str) -> str:
@@ -35,7 +39,7 @@ def installed() -> dict[str, tuple[str, str]]:
     return found
 
 
-def requirements(args: list[str]) -> list[str]:
+def requirements(args: list[str], command: str = "pip") -> list[str]:
     """The project names a ``pip install`` command line asks for."""
     names: list[str] = []
     words = iter(args)
@@ -43,42 +47,49 @@ def requirements(args: list[str]) -> list[str]:
         if word in ("-r", "--requirement"):
             path = Path(next(words, ""))
             if not path.is_file():
-                raise UsageError(f"{_NO_NETWORK}, and there is no requirements file {path}.")
+                raise NotInstallable(f"{_no_network(command)}, and there is no requirements "
+                                     f"file {path}.")
             lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
-            names += requirements([line for line in lines if line])
+            names += requirements([line for line in lines if line], command)
         elif word in _WITH_VALUE:
             next(words, None)
         elif not word.startswith("-") and (match := _NAME.match(word)):
-            names.append(match.group(0).split("[")[0])
+            names.append(match.group(0))
     return names
 
 
-@magics_class
-class PackageMagics(Magics):
-    @line_magic
-    def pip(self, line: str) -> None:
-        """What ``pip install``, ``pip list`` and ``pip show`` would say about the image."""
-        args = shlex.split(line)
-        command = args[0] if args else ""
-        have = installed()
-        if command == "list":
-            for name, version in sorted(have.values(), key=lambda nv: nv[0].lower()):
-                print(f"{name:<40} {version}")
-            return
-        wanted = requirements(args[1:])
-        if command == "show" and wanted:
-            for name in wanted:
-                if _canonical(name) not in have:
-                    raise UsageError(f"Package(s) not found in the sandbox image: {name}")
-                print("Name: {}\nVersion: {}".format(*have[_canonical(name)]))
-            return
-        if command != "install" or not wanted:
-            raise UsageError(f"{_NO_NETWORK}; %pip install, %pip list and %pip show say what "
-                             "the sandbox image already has.")
+def report(args: list[str], command: str = "pip") -> str:
+    """What ``pip install``, ``pip list`` or ``pip show`` has to say about the image."""
+    subcommand = args[0] if args else ""
+    have = installed()
+    if subcommand == "list":
+        return "\n".join(f"{name:<40} {version}" for name, version in
+                         sorted(have.values(), key=lambda nv: nv[0].lower()))
+    wanted = requirements(args[1:], command)
+    if subcommand == "show" and wanted:
         missing = [name for name in wanted if _canonical(name) not in have]
         if missing:
-            raise UsageError(f"{_NO_NETWORK}, and the sandbox image does not have: "
+            raise NotInstallable(f"Package(s) not found in the sandbox image: "
+                                 f"{', '.join(missing)}")
+        return "\n---\n".join("Name: {}\nVersion: {}".format(*have[_canonical(name)])
+                              for name in wanted)
+    if subcommand != "install" or not wanted:
+        raise NotInstallable(f"{_no_network(command)}; {command} install, {command} list and "
+                             f"{command} show say what the sandbox image already has.")
+    missing = [name for name in wanted if _canonical(name) not in have]
+    if missing:
+        raise NotInstallable(f"{_no_network(command)}, and the sandbox image does not have: "
                              f"{', '.join(missing)}.")
-        found = ", ".join("{} {}".format(*have[_canonical(name)]) for name in wanted)
-        print(f"Already in the sandbox image: {found}. (The VM has no network; nothing was "
-              "installed.)")
+    found = ", ".join("{} {}".format(*have[_canonical(name)]) for name in wanted)
+    return (f"Already in the sandbox image: {found}. (The VM has no network; nothing was "
+            "installed.)")
+
+
+def main(argv: list[str]) -> int:
+    """The guest's ``pip`` and ``pip3`` commands."""
+    try:
+        print(report(argv))
+    except NotInstallable as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,6 +1,7 @@
 """IPython's InteractiveShell, publishing through the worker's channel instead of a terminal."""
 
 import base64
+import shlex
 import sys
 from typing import Any, Protocol, cast
 
@@ -11,11 +12,11 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.error import UsageError
 from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Any as AnyTrait
 from traitlets import Type, default
 
-from sandbox_kernel.guest import tracebacks, wire
-from sandbox_kernel.guest.packages import PackageMagics
+from sandbox_kernel.guest import packages, tracebacks, wire
 from sandbox_kernel.guest.plain import PlainResults
 from sandbox_kernel.guest.transforms import QuickTransformerManager
 
@@ -123,6 +124,17 @@ class SandboxExit(ExitAutocall):
         shell = cast(SandboxShell, self._ip)
         shell.keepkernel_on_exit = keep_kernel
         shell.ask_exit()
+
+
+@magics_class
+class PackageMagics(Magics):
+    @line_magic
+    def pip(self, line: str) -> None:
+        """What pip install, list and show would say about the sandbox image (no network)."""
+        try:
+            print(packages.report(shlex.split(line), "%pip"))
+        except packages.NotInstallable as exc:
+            raise UsageError(str(exc)) from None
 
 
 class _KernelView:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 USER_UID = 1000
 USER_HOME = "/home/user"
-PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+# Last: the sandbox's own commands (pip), which the image's would override.
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin:/opt/sandbox/bin"
 _F_SETPIPE_SZ = 1031
 _PR_SET_NO_NEW_PRIVS = 38
 _MAX_USER_PROCESSES = 1024

@@ -19,6 +19,12 @@ GUEST_SOURCES = ("__init__.py", "constants.py", "protocol.py", "guest/__init__.p
                  "guest/spawn.py", "guest/boot.py", "guest/streams.py", "guest/packages.py",
                  "guest/transforms.py")
 
+# Commands for the worker, in /opt/sandbox/bin at the end of its PATH: `!pip` in a VM that
+# has no pip (see guest/packages.py).
+_PIP = (b"#!/usr/bin/python3\nimport sys\n\nsys.path.insert(0, '/opt/sandbox')\n"
+        b"from sandbox_kernel.guest.packages import main\n\nsys.exit(main(sys.argv[1:]))\n")
+GUEST_COMMANDS = {"pip": _PIP, "pip3": _PIP}
+
 
 def _init_script() -> bytes:
     return files("sandbox_kernel.guest").joinpath("init").read_bytes()
@@ -28,6 +34,8 @@ def agent_digest() -> str:
     h = hashlib.sha256(_init_script())
     for rel in GUEST_SOURCES:
         h.update(rel.encode() + b"\0" + (_PACKAGE_ROOT / rel).read_bytes())
+    for name, script in sorted(GUEST_COMMANDS.items()):
+        h.update(name.encode() + b"\0" + script)
     return h.hexdigest()[:16]
 
 
@@ -56,6 +64,11 @@ def build(out: Path, busybox: Path, modules: list[Path], guest_magic: bytes) -> 
                     dfile=f"/opt/sandbox/sandbox_kernel/{rel}", doraise=True,
                     invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
                 )
+        (tree / "sandbox/bin").mkdir()
+        for name, script in GUEST_COMMANDS.items():
+            command = tree / "sandbox/bin" / name
+            command.write_bytes(script)
+            command.chmod(0o755)
         # Several VMs may start at once: each writes its own file, the rename is atomic.
         with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".part", delete=False) as fh:
             write_archive(tree, fh.file)

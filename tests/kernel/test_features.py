@@ -293,7 +293,7 @@ def test_matplotlib_magics_draw_inline_and_gui_toolkits_are_refused(kernel: Kern
     assert "no display" in stderr
 
 
-def test_pip_reports_what_the_image_has_and_names_what_it_lacks(kernel: Kernel) -> None:
+def test_pip_magic_and_command_say_what_the_image_has_and_what_it_lacks(kernel: Kernel) -> None:
     _, kc = kernel
     reply, msgs = run(kc, "%pip install -q numpy matplotlib>=3")
     assert reply["content"]["status"] == "ok"
@@ -302,6 +302,10 @@ def test_pip_reports_what_the_image_has_and_names_what_it_lacks(kernel: Kernel) 
     assert reply["content"]["ename"] == "UsageError"
     assert "no-such-package-xyz" in reply["content"]["evalue"]
     assert "error" not in [m["msg_type"] for m in msgs]  # printed to stderr, as ipykernel
+    _, msgs = run(kc, "!pip install numpy\n!pip3 install no-such-package-xyz")
+    text = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+    assert "Already in the sandbox image: numpy" in text
+    assert "does not have: no-such-package-xyz" in text
 
 
 def test_a_usage_error_is_answered_as_ipykernel_does(kernel: Kernel) -> None:

@@ -1,9 +1,8 @@
 from pathlib import Path
 
 import pytest
-from IPython.core.error import UsageError
 
-from sandbox_kernel.guest.packages import installed, requirements
+from sandbox_kernel.guest.packages import NotInstallable, installed, main, report, requirements
 
 
 def test_requirements_skips_options_and_their_values() -> None:
@@ -19,10 +18,20 @@ def test_requirements_reads_a_requirements_file(tmp_path: Path) -> None:
 
 
 def test_a_missing_requirements_file_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="no requirements file"):
+    with pytest.raises(NotInstallable, match="no requirements file"):
         requirements(["-r", str(tmp_path / "absent.txt")])
 
 
 def test_installed_finds_this_environment_s_distributions_by_canonical_name() -> None:
     name, version = installed()["typing-extensions"]
     assert name.lower().replace("_", "-") == "typing-extensions" and version
+
+
+def test_install_of_what_is_there_succeeds_and_names_the_rest(capsys: pytest.CaptureFixture[str]
+                                                               ) -> None:
+    assert "Already in the sandbox image: typing_extensions" in report(
+        ["install", "-q", "typing_extensions>=4"])
+    assert main(["install", "typing-extensions", "no-such-package-xyz"]) == 1
+    assert "does not have: no-such-package-xyz." in capsys.readouterr().err
+    assert main(["show", "typing_extensions"]) == 0
+    assert capsys.readouterr().out.startswith("Name: typing_extensions\nVersion: ")
