@@ -140,11 +140,13 @@ class CommInfo(Message):
 
 
 class Reseed(Message):
-    """Sent after a snapshot restore: fresh entropy and the host's wall clock."""
+    """Sent after a snapshot restore or a cold boot: fresh entropy, the host's wall clock and
+    its time zone."""
 
     type: Literal["reseed"] = "reseed"
     entropy: Base64Bytes
     wall_time: float
+    timezone: str = Field("", max_length=64)  # POSIX TZ; "" for UTC
 
 
 class Warm(Message):

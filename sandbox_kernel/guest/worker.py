@@ -340,6 +340,12 @@ class Worker:
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()
+        # The host's local time, as a local kernel would show it; the children inherit it.
+        if req.timezone:
+            os.environ["TZ"] = req.timezone
+        else:
+            os.environ.pop("TZ", None)
+        time.tzset()
         return "ack", {}
 
     def _warm_translation(self) -> None:

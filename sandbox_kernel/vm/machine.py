@@ -23,6 +23,7 @@ from sandbox_kernel.vm import snapshot
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.process import QemuProcess
 from sandbox_kernel.vm.qemu import RunDir, command_line
+from sandbox_kernel.vm.timezone import host_timezone
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,6 +99,8 @@ class SandboxVM:
             capture = not snap.exists()
         await self._cold_boot(self.image, self.accel, capture)
         await self._capture_if_missing()
+        if self.started_from == "cold":  # a restore has reseeded already
+            await self.reseed()  # for the host's time zone
         self.boot_seconds = time.monotonic() - started
 
     async def _capture_if_missing(self) -> None:
@@ -225,12 +228,14 @@ class SandboxVM:
         return str(reply["status"]) if isinstance(reply, dict) else ""
 
     async def reseed(self, retry_after: float | None = None) -> None:
-        """A restored guest has the saved RNG state and clock: give it fresh ones. Reseeding
-        twice does no harm, so a request that goes unanswered can be sent again."""
+        """A restored guest has the saved RNG state and clock: give it fresh ones, and the
+        host's time zone. Reseeding twice does no harm, so a request that goes unanswered
+        can be sent again."""
         channel = self._require_channel()
         reply = await self._ask_until_answered(
             channel, lambda: p.Reseed(id=channel.next_id(), entropy=os.urandom(64),
-                                      wall_time=time.time()), retry_after)
+                                      wall_time=time.time(), timezone=host_timezone()),
+            retry_after)
         if not isinstance(reply, p.Ack):
             raise SandboxError(f"the guest could not reseed: {reply}")
 

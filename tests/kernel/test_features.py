@@ -8,9 +8,12 @@ import signal
 import socket
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
 import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
@@ -556,6 +559,21 @@ def test_exit_in_a_cell_ends_the_kernel_and_its_vm_as_in_ipykernel() -> None:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.mark.parametrize("snapshots", ["1", "0"])
+def test_the_guest_keeps_the_host_s_time_zone(snapshots: str) -> None:
+    # Restored and cold-booted VMs both: a local kernel would show local time.
+    env = {**os.environ, "TZ": "Europe/Berlin", "SANDBOX_KERNEL_SNAPSHOTS": snapshots}
+    km, kc = start_kernel(env=env)
+    try:
+        _, msgs = run(kc, "import time\nprint(time.localtime().tm_gmtoff)")
+        offset = datetime.now(ZoneInfo("Europe/Berlin")).utcoffset()
+        assert offset is not None
+        assert stdout_of(msgs) == f"{int(offset.total_seconds())}\n"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
 
 
 def test_kernel_exits_by_itself_after_shutdown_requests() -> None:
