@@ -18,6 +18,7 @@ from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 
 from tests.kernel.conftest import BOOT_TIMEOUT, KERNEL_NAME
+from tests.leftovers import qemu_processes
 
 TOKEN = "sandbox-test-token"
 
@@ -52,7 +53,10 @@ def server(tmp_path: Path) -> Iterator[Server]:
         [sys.executable, "-m", "jupyter_server", f"--port={port}", "--ip=127.0.0.1",
          "--no-browser", "--allow-root", f"--IdentityProvider.token={TOKEN}",
          f"--ServerApp.root_dir={tmp_path}"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTER_NO_CONFIG": "1"})
+        stdout=log, stderr=subprocess.STDOUT,
+        # Not JUPYTER_NO_CONFIG: the server leaves the empty config folder it makes for that.
+        env={**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+             "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")})
     server = Server(port)
     try:
         deadline = time.monotonic() + 60
@@ -90,17 +94,6 @@ def execute(ws: websocket.WebSocket, session: Session, code: str) -> tuple[str, 
         elif kind == "status" and incoming["content"]["execution_state"] == "idle":
             idle = True
     return stdout, reply
-
-
-def qemu_processes() -> set[str]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and b"qemu-system" in (entry / "cmdline").read_bytes():
-                found.add(entry.name)
-        except OSError:
-            pass
-    return found
 
 
 def test_a_server_starts_runs_restarts_and_stops_the_kernel(server: Server) -> None:
