@@ -243,6 +243,11 @@ class SandboxShell(InteractiveShell):
                      traceback=stb)
         self.last_error_shown = True
 
+    def show_usage_error(self, exc: BaseException) -> None:
+        super().show_usage_error(exc)
+        # Printed to stderr instead of a traceback; ipykernel publishes no error output for it.
+        self.last_error, self.last_error_shown = ("UsageError", error_text(exc), []), True
+
     def set_next_input(self, text: str, replace: bool = False) -> None:
         self.payload_manager.write_payload(  # type: ignore[union-attr]
             {"source": "set_next_input", "text": text, "replace": replace})

@@ -230,12 +230,9 @@ class Worker:
                 "user_expressions": shell.user_expressions(req.user_expressions),
                 "duration_s": time.perf_counter() - started}
         ename, evalue, tb = shell.last_error or _unshown_error(result)
-        # IPython prints a UsageError to stderr instead of showing a traceback; ipykernel
-        # then publishes no error output either.
-        shown = shell.last_error_shown or ename == "UsageError"
         return "complete", {
             "status": "error", "execution_count": count, "ename": ename, "evalue": evalue,
-            "traceback": tb, "error_shown": shown, "payload": payload,
+            "traceback": tb, "error_shown": shell.last_error_shown, "payload": payload,
             "duration_s": time.perf_counter() - started}
 
     def on_complete(self, req: Request) -> Reply:

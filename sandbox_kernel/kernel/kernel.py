@@ -341,11 +341,7 @@ class SandboxKernel(Kernel):
         starts a new one, and so a new VM. The reply and the idle status go out first."""
         await asyncio.sleep(_EXIT_AFTER_S)
         await self.do_shutdown(False)
-        # The loops stop as after a shutdown_request.
-        for stream in (self.control_stream, self.shell_stream):
-            if stream is not None and stream.io_loop is not self.io_loop:
-                stream.io_loop.add_callback(stream.io_loop.stop)
-        self.io_loop.add_callback(self.io_loop.stop)
+        self.io_loop.add_callback(self.io_loop.stop)  # the app then closes the other threads
 
     # --- introspection --------------------------------------------------------------------------
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:

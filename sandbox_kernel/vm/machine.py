@@ -232,10 +232,10 @@ class SandboxVM:
         host's time zone. Reseeding twice does no harm, so a request that goes unanswered
         can be sent again."""
         channel = self._require_channel()
+        timezone = host_timezone()
         reply = await self._ask_until_answered(
             channel, lambda: p.Reseed(id=channel.next_id(), entropy=os.urandom(64),
-                                      wall_time=time.time(), timezone=host_timezone()),
-            retry_after)
+                                      wall_time=time.time(), timezone=timezone), retry_after)
         if not isinstance(reply, p.Ack):
             raise SandboxError(f"the guest could not reseed: {reply}")
 
