@@ -37,13 +37,13 @@ kernelspec: venv
 
 demo: setup
 	$(SK) doctor
-	$(PY) -m sandbox_kernel.demo
+	$(PY) examples/demo.py
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check sandbox_kernel tests bench
+	$(VENV)/bin/ruff check sandbox_kernel tests bench examples/demo.py
 	$(VENV)/bin/mypy sandbox_kernel
 
 clean-cache:

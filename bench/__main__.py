@@ -27,8 +27,8 @@ def _host() -> str:
 
 
 def _accel() -> str:
-    from sandbox_kernel.vm.accel import choose_accelerator
     from sandbox_kernel.vm.config import VMConfig
+    from sandbox_kernel.vm.launch import choose_accelerator
 
     return asyncio.run(choose_accelerator(VMConfig())).accel
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sandbox_kernel import protocol as p
 from sandbox_kernel.errors import ProtocolError, SandboxError
+from sandbox_kernel.lines import LineSplitter
 
 log = logging.getLogger(__name__)
 
@@ -38,39 +39,6 @@ def peer_pid(sock: socket.socket) -> int:
     pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(
         socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
     return int(pid)
-
-
-class LineReader:
-    """Splits a byte stream into lines of at most ``limit`` bytes; longer ones are skipped."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._buf = bytearray()
-        self._scanned = 0
-        self._skipping = False
-
-    def feed(self, data: bytes) -> list[bytes | None]:
-        """Complete lines; ``None`` stands for a line that was too long and was dropped."""
-        self._buf += data
-        out: list[bytes | None] = []
-        while (cut := self._buf.find(b"\n", self._scanned)) >= 0:
-            line = bytes(self._buf[:cut])
-            del self._buf[:cut + 1]
-            self._scanned = 0
-            if self._skipping:
-                self._skipping = False
-            elif len(line) > self.limit:
-                out.append(None)
-            else:
-                out.append(line)
-        self._scanned = len(self._buf)
-        if len(self._buf) > self.limit:
-            if not self._skipping:
-                out.append(None)
-            self._skipping = True
-            self._buf.clear()
-            self._scanned = 0
-        return out
 
 
 class DualPortChannel:
@@ -150,11 +118,11 @@ class DualPortChannel:
             self._fail(ChannelClosed(f"command port closed: {exc}"))
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
-        lines = LineReader(self.max_line)
+        lines = LineSplitter(self.max_line)
         try:
             while data := await reader.read(_READ_SIZE):
                 for line in lines.feed(data):
-                    await self._dispatch(line)
+                    await self._dispatch(None if line is None else bytes(line))
         except (ConnectionError, OSError) as exc:
             self._fail(ChannelClosed(f"event port failed: {exc}"))
             return

@@ -9,9 +9,9 @@ from sandbox_kernel.errors import SandboxError
 
 
 async def _exec(code: str) -> int:
-    from sandbox_kernel.vm import SandboxVM
+    from sandbox_kernel.vm import running_vm
 
-    async with SandboxVM() as vm:
+    async with running_vm() as vm:
         async for event in vm.execute(code):
             match event:
                 case p.OutputChunk(name="stdout", text=text):
@@ -23,9 +23,9 @@ async def _exec(code: str) -> int:
                     print(data.get("text/plain", ""))
                 case p.InputRequest():
                     print("input() is not available in `sandbox-kernel exec`", file=sys.stderr)
-                case p.ExecutionComplete(status="ok"):
+                case p.ExecuteReply(status="ok"):
                     return 0
-                case p.ExecutionComplete(ename=ename, evalue=evalue, traceback=tb):
+                case p.ExecuteReply(ename=ename, evalue=evalue, traceback=tb):
                     print("\n".join(tb) or f"{ename}: {evalue}", file=sys.stderr)
                     return 1
                 case p.AgentError(error_type=kind, message=message):
@@ -40,15 +40,14 @@ async def _boot_times(runs: int) -> int:
     import time
     from dataclasses import replace
 
-    from sandbox_kernel.vm import SandboxVM, VMConfig
+    from sandbox_kernel.vm import VMConfig, start_vm
 
     for label, config in (("cold boot", VMConfig(snapshots=False)),
                           ("snapshot restore", replace(VMConfig(), snapshots=True))):
         times = []
         for _ in range(runs):
             started = time.perf_counter()
-            vm = SandboxVM(config)
-            await vm.start()
+            vm = await start_vm(config)
             times.append(time.perf_counter() - started)
             kind = vm.started_from
             await vm.stop()

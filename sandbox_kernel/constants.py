@@ -4,3 +4,9 @@ PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 16 * 2**20
 CMD_PORT = "org.sandbox.cmd"
 EVT_PORT = "org.sandbox.evt"
+# The event types that end the request they answer. The host's models and the worker, which
+# writes events without them, both read it here.
+FINAL_EVENT_TYPES = frozenset({
+    "pong", "execute_reply", "complete_reply", "inspect_reply", "is_complete_reply",
+    "history_reply", "comm_info_reply", "ack", "agent_error",
+})

@@ -2,9 +2,10 @@
 
 from sandbox_kernel.errors import SandboxError
 from sandbox_kernel.image.store import image_paths
-from sandbox_kernel.vm.accel import choose_accelerator
 from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.launch import choose_accelerator
 from sandbox_kernel.vm.qemu import qemu_path, qemu_version
+from sandbox_kernel.vm.snapshot_store import describe
 
 
 async def report() -> tuple[bool, list[str]]:
@@ -28,13 +29,11 @@ async def report() -> tuple[bool, list[str]]:
         lines.append(f"Image:       NOT BUILT - run `sandbox-kernel image build` ({img.folder})")
         ok = False
     try:
-        verdict = await choose_accelerator(config, img if img.base_complete() else None)
+        verdict = await choose_accelerator(config)
         cached = " (cached verdict)" if verdict.cached else ""
         lines.append(f"Accelerator: {verdict.accel.upper()} - {verdict.reason}{cached}")
     except SandboxError as exc:
         lines.append(f"Accelerator: unknown - {exc}")
         ok = False
-    from sandbox_kernel.vm.snapshot import describe
-
     lines.append(f"Snapshots:   {describe(config)}")
     return ok, lines

@@ -19,7 +19,13 @@ from pydantic import (
     ValidationError,
 )
 
-from sandbox_kernel.constants import CMD_PORT, EVT_PORT, MAX_LINE_BYTES, PROTOCOL_VERSION
+from sandbox_kernel.constants import (
+    CMD_PORT,
+    EVT_PORT,
+    FINAL_EVENT_TYPES,
+    MAX_LINE_BYTES,
+    PROTOCOL_VERSION,
+)
 
 __all__ = ["CMD_PORT", "EVT_PORT", "MAX_LINE_BYTES", "PROTOCOL_VERSION"]
 
@@ -175,14 +181,12 @@ class Hello(Message):
 
     type: Literal["hello"] = "hello"
     agent_version: str
-    reconnects: int = 0
 
 
 class Pong(Message):
     type: Literal["pong"] = "pong"
     agent_version: str
-    protocol: int = PROTOCOL_VERSION
-    worker_ready: bool = False
+    protocol: int = PROTOCOL_VERSION  # the host refuses an agent that speaks another
 
 
 class OutputChunk(Message):
@@ -240,8 +244,10 @@ class ErrorOutput(Message):
     traceback: list[str] = []
 
 
-class ExecutionComplete(Message):
-    type: Literal["complete"] = "complete"
+class ExecuteReply(Message):
+    """The end of an execute request: how the cell ended."""
+
+    type: Literal["execute_reply"] = "execute_reply"
     status: Literal["ok", "error", "aborted"]
     execution_count: int = 0
     ename: str = ""
@@ -250,7 +256,6 @@ class ExecutionComplete(Message):
     error_shown: bool = False  # the error above went out as an ErrorOutput already
     user_expressions: JSONDict = {}
     payload: list[JSONDict] = []
-    duration_s: float = 0.0
 
 
 class CompleteReply(Message):
@@ -300,14 +305,10 @@ class AgentError(Message):
 
 Event = Annotated[
     Hello | Pong | OutputChunk | DisplayData | ExecuteResult | ClearOutput | ErrorOutput
-    | InputRequest | CommEvent | ExecutionComplete | CompleteReply | InspectReply | IsCompleteReply
+    | InputRequest | CommEvent | ExecuteReply | CompleteReply | InspectReply | IsCompleteReply
     | HistoryReply | CommInfoReply | Ack | AgentError,
     Field(discriminator="type"),
 ]
-
-# Events that end the stream of the request they answer.
-FINAL_EVENTS = (Pong, ExecutionComplete, CompleteReply, InspectReply, IsCompleteReply,
-                HistoryReply, CommInfoReply, Ack, AgentError)
 
 def _by_type(union: Any) -> dict[str, type[Message]]:
     members = get_args(get_args(union)[0])  # Annotated[A | B | ..., Field(...)]
@@ -316,6 +317,8 @@ def _by_type(union: Any) -> dict[str, type[Message]]:
 
 REQUESTS = _by_type(Request)
 EVENTS = _by_type(Event)
+# Events that end the stream of the request they answer.
+FINAL_EVENTS = tuple(EVENTS[kind] for kind in sorted(FINAL_EVENT_TYPES))
 
 
 def build_all() -> None:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from sandbox_kernel.vm.qemu import sweep_stale_run_dirs
+from sandbox_kernel.vm.rundir import sweep_stale_run_dirs
 from tests.leftovers import qemu_processes, run_dirs
 
 _before: dict[str, set[str]] = {}

@@ -3,7 +3,7 @@
 import tempfile
 from pathlib import Path
 
-from sandbox_kernel.vm.qemu import RUN_DIR_PREFIX
+from sandbox_kernel.vm.rundir import RUN_DIR_PREFIX
 
 
 def qemu_processes() -> set[str]:

@@ -20,9 +20,10 @@ from collections import deque
 
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
-from sandbox_kernel.guest.outputs import LineSplitter, StreamChunker, output_line
+from sandbox_kernel.guest.fd_output import StreamChunker, output_line
 from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port
 from sandbox_kernel.guest.spawn import PATH, WorkerProcess, spawn_worker
+from sandbox_kernel.lines import LineSplitter
 
 _RNDRESEEDCRNG = 0x5207
 _RB_POWER_OFF = 0x4321FEDC
@@ -30,12 +31,12 @@ _RB_POWER_OFF = 0x4321FEDC
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class Worker:
-    """One unprivileged Python process hosting the IPython shell."""
+class WorkerSupervisor:
+    """Runs the worker, the unprivileged Python process hosting the IPython shell: hands it
+    requests, relays what it sends, and starts a fresh one when it dies."""
 
     def __init__(self, agent: "Agent", first: WorkerProcess | None = None) -> None:
         self.agent = agent
-        self.ready = threading.Event()
         self.inflight: deque[int] = deque()  # ids handed to the worker, answered in order
         self.last_id = 0
         self._lock = threading.Lock()
@@ -44,7 +45,6 @@ class Worker:
         self._start(first)
 
     def _start(self, spawned: WorkerProcess | None = None) -> None:
-        self.ready.clear()
         self._oom_kills_at_start = oom_kills()
         spawned = spawned or spawn_worker()
         self.proc = spawned.proc
@@ -146,7 +146,6 @@ class Worker:
                                          message=str(exc)[:2000]))
             return
         if isinstance(event, p.Hello):
-            self.ready.set()
             print(f"sandbox-agent: worker ready at {time.clock_gettime(time.CLOCK_BOOTTIME):.2f}s",
                   file=sys.stderr, flush=True)
             return
@@ -168,7 +167,7 @@ class Worker:
                 self.inflight.clear()
             self._start()  # before reporting, so that the next request finds it
         for request_id in lost:
-            self.agent.send(p.ExecutionComplete(
+            self.agent.send(p.ExecuteReply(
                 id=request_id, status="error", ename="WorkerDied",
                 evalue=f"The Python process running this code ended ({how}); "
                        "a fresh one has been started and earlier variables are gone.",
@@ -202,7 +201,7 @@ class Agent:
     def __init__(self, first: WorkerProcess | None = None) -> None:
         self.cmd = CommandPort(find_port(p.CMD_PORT), p.MAX_LINE_BYTES)
         self.evt = EventPort(find_port(p.EVT_PORT))
-        self.worker = Worker(self, first)
+        self.worker = WorkerSupervisor(self, first)
 
     def send(self, event: p.Message) -> None:
         self.evt.send_json(p.to_json(event))
@@ -211,17 +210,20 @@ class Agent:
         self.evt.send(line)
 
     def hello(self) -> None:
-        self.send(p.Hello(id=0, agent_version=__version__, reconnects=self.cmd.reconnects))
+        self.send(p.Hello(id=0, agent_version=__version__))
 
     def serve(self) -> None:
         # The console log is what a failed boot leaves behind; say how far we got.
         print(f"sandbox-agent: serving at {time.clock_gettime(time.CLOCK_BOOTTIME):.2f}s",
               file=sys.stderr, flush=True)
         self.hello()
-        for line in self.cmd.lines(on_reconnect=self.hello):
-            if not line:
+        for view in self.cmd.lines(on_reconnect=self.hello):
+            if view is None:
                 self.send(p.AgentError(id=0, error_type="LineTooLong",
                                        message=f"a request exceeded {p.MAX_LINE_BYTES} bytes"))
+                continue
+            line = bytes(view)
+            if not line.strip():
                 continue
             try:
                 request = p.parse_request(line)
@@ -229,7 +231,7 @@ class Agent:
                 self.send(p.AgentError(id=0, error_type="BadRequest", message=str(exc)[:2000]))
                 continue
             try:
-                self.handle(request, line + b"\n")
+                self.handle(request, line)
             except Exception as exc:  # the agent must outlive any one request
                 self.send(p.AgentError(id=request.id, error_type=type(exc).__name__,
                                        message=str(exc)))
@@ -237,8 +239,7 @@ class Agent:
     def handle(self, request: p.Message, line: bytes) -> None:
         match request:
             case p.Ping(id=rid):
-                self.send(p.Pong(id=rid, agent_version=__version__,
-                                 worker_ready=self.worker.ready.is_set()))
+                self.send(p.Pong(id=rid, agent_version=__version__))
             case p.Interrupt(id=rid):
                 self.worker.interrupt()
                 self.send(p.Ack(id=rid))
@@ -281,7 +282,7 @@ def _warm_cell_path() -> None:
     # first time after a restore cost some 20 ms. The worker warms its side meanwhile.
     p.parse_request(p.encode(p.Execute(id=1, code="0")))
     for event in (p.ExecuteResult(id=1, execution_count=1, data={"text/plain": "0"}),
-                  p.ExecutionComplete(id=1, status="ok"),
+                  p.ExecuteReply(id=1, status="ok"),
                   p.OutputChunk(id=1, name="stdout", text="0\n")):
         p.parse_event(p.encode(event))
 

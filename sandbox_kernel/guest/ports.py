@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from sandbox_kernel.lines import LineSplitter
+
 _PORTS = "/sys/class/virtio-ports"
 _MAX_WRITE = 32 * 1024  # virtio_console takes at most this much per write()
 
@@ -39,7 +41,6 @@ class CommandPort:
     def __init__(self, path: str, max_line: int) -> None:
         self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         self.max_line = max_line
-        self.reconnects = 0
         _notify_on_change(self.fd)
 
     def _wait_for_host(self) -> None:
@@ -50,15 +51,14 @@ class CommandPort:
         while True:
             ready = poller.poll(0)
             if ready and not ready[0][1] & select.POLLHUP:
-                self.reconnects += 1
                 return
             signal.sigtimedwait({signal.SIGIO}, 0.5)
 
-    def lines(self, on_reconnect: Callable[[], None]) -> Iterator[bytes]:
+    def lines(self, on_reconnect: Callable[[], None]) -> Iterator[memoryview | None]:
+        """Lines, newline included; None for one over ``max_line``, which is skipped."""
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
-        pending = bytearray()
-        discarding = False
+        splitter = LineSplitter(self.max_line)
         while True:
             events = poller.poll()
             flags = events[0][1] if events else 0
@@ -67,22 +67,10 @@ class CommandPort:
             except BlockingIOError:
                 data = None
             if data:
-                pending += data
-                while (cut := pending.find(b"\n")) >= 0:
-                    line = bytes(pending[:cut])
-                    del pending[:cut + 1]
-                    if discarding:
-                        discarding = False
-                    elif line.strip():
-                        yield line
-                if len(pending) > self.max_line:
-                    pending.clear()
-                    discarding = True
-                    yield b""  # tells the caller a line was too long
+                yield from splitter.feed(data)
                 continue
             if data == b"" or flags & select.POLLHUP:
-                pending.clear()  # a half line from the old connection is worthless
-                discarding = False
+                splitter = LineSplitter(self.max_line)  # a half line of the old connection
                 self._wait_for_host()
                 on_reconnect()
 

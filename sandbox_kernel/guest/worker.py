@@ -13,9 +13,14 @@ from types import FrameType
 from typing import Any
 
 from sandbox_kernel import __version__
-from sandbox_kernel.constants import MAX_LINE_BYTES
+from sandbox_kernel.constants import FINAL_EVENT_TYPES, MAX_LINE_BYTES
 from sandbox_kernel.guest import lazy_terminal, wire
-from sandbox_kernel.guest.streams import OutputEvents, OutputFlusher, flush_outputs, open_output
+from sandbox_kernel.guest.python_output import (
+    OutputEvents,
+    OutputFlusher,
+    flush_outputs,
+    open_output,
+)
 from sandbox_kernel.guest.wire import Request
 
 # What a request handler answers: the event's type and its fields.
@@ -64,21 +69,17 @@ class WorkerChannel:
                 continue  # the agent validated it already; nothing sensible to answer
 
 
-_REPLIES = frozenset({"complete_reply", "inspect_reply", "is_complete_reply", "history_reply",
-                      "comm_info_reply", "ack"})
-
-
 def _instead_of_too_large(kind: str, request_id: int, size: int, fields: dict[str, Any]
                           ) -> bytes:
     """What goes out in place of an event the host would drop for its size: a note the user
     sees, and for an answer the host waits on, an answer."""
     note = (f"The sandbox did not send a {kind} of {size / 2**20:.1f} MB: its limit is "
             f"{MAX_LINE_BYTES // 2**20} MB.")
-    if kind == "complete":
-        return wire.encode("complete", request_id, status="error", ename="OutputTooLarge",
+    if kind == "execute_reply":
+        return wire.encode("execute_reply", request_id, status="error", ename="OutputTooLarge",
                            evalue=note, traceback=[note],
                            execution_count=fields.get("execution_count", 0))
-    if kind in _REPLIES:
+    if kind in FINAL_EVENT_TYPES:
         return wire.encode("agent_error", request_id, error_type="OutputTooLarge", message=note)
     return wire.encode("output", request_id, name="stderr", text=note + "\n")
 
@@ -205,7 +206,6 @@ class Worker:
         shell = self.shell
         shell.last_error, shell.last_error_shown = None, False
         self.allow_stdin = req.allow_stdin
-        started = time.perf_counter()
         self.executing = True
         self.flusher.running = True
         try:
@@ -225,15 +225,13 @@ class Worker:
         count = shell.execution_count - 1
         ok = result is not None and result.success
         if ok:
-            return "complete", {
+            return "execute_reply", {
                 "status": "ok", "execution_count": count, "payload": payload,
-                "user_expressions": shell.user_expressions(req.user_expressions),
-                "duration_s": time.perf_counter() - started}
+                "user_expressions": shell.user_expressions(req.user_expressions)}
         ename, evalue, tb = shell.last_error or _unshown_error(result)
-        return "complete", {
+        return "execute_reply", {
             "status": "error", "execution_count": count, "ename": ename, "evalue": evalue,
-            "traceback": tb, "error_shown": shell.last_error_shown, "payload": payload,
-            "duration_s": time.perf_counter() - started}
+            "traceback": tb, "error_shown": shell.last_error_shown, "payload": payload}
 
     def on_complete(self, req: Request) -> Reply:
         from IPython.core.completer import provisionalcompleter, rectify_completions
@@ -351,8 +349,8 @@ class Worker:
         # the reply: a request that arrives meanwhile waits in the pipe, as it would anyway.
         # An interrupt meanwhile is kept for that request (self.executing is False here).
         self.shell.run_cell_unseen("print(end='')\n0")
-        wire.encode("complete", 0, status="ok", execution_count=0,
-                    user_expressions=self.shell.user_expressions({}), duration_s=0.0)
+        wire.encode("execute_reply", 0, status="ok", execution_count=0,
+                    user_expressions=self.shell.user_expressions({}))
 
 
 def main() -> None:

@@ -14,9 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sandbox_kernel import paths
 from sandbox_kernel.errors import ImageBuildError
-from sandbox_kernel.image import apt, initramfs, kernel, rootfs
+from sandbox_kernel.image import apt, linux, rootfs
 from sandbox_kernel.image.recipe import Recipe
-from sandbox_kernel.image.store import ImagePaths, image_paths, remove_older_images
+from sandbox_kernel.image.store import (
+    ImagePaths,
+    build_initramfs,
+    image_paths,
+    remove_older_images,
+)
 
 console = Console(stderr=True)
 
@@ -54,9 +59,9 @@ def _build_kernel(recipe: Recipe, work: Path, out: ImagePaths) -> list[apt.Packa
     vmlinuz = sorted((tree / "boot").glob("vmlinuz-*"))
     if not vmlinuz:
         raise ImageBuildError(f"{recipe.kernel_package} has no /boot/vmlinuz-*")
-    kernel.extract_vmlinux(vmlinuz[0], out.folder / "vmlinux.part")
+    linux.extract_vmlinux(vmlinuz[0], out.folder / "vmlinux.part")
     shutil.copy(tree / "bin/busybox", out.busybox)
-    mods = kernel.load_order(recipe.modules, tree / "lib/modules")
+    mods = linux.load_order(recipe.modules, tree / "lib/modules")
     out.modules.mkdir(exist_ok=True)
     for ko in mods:
         shutil.copy(ko, out.modules / ko.name)
@@ -84,19 +89,6 @@ def _build_rootfs(recipe: Recipe, work: Path, out: ImagePaths) -> tuple[list[apt
         uuid = f"{recipe.digest()[:8]}-0000-4000-8000-{recipe.digest()[:12]}"
         rootfs.pack_erofs(root, out.folder / "root.erofs.part", uuid)
     return pkgs, magic
-
-
-def build_initramfs(img: ImagePaths) -> Path:
-    manifest = img.read_manifest()
-    order = (img.modules / "order").read_text().split()
-    target = img.initramfs()
-    initramfs.build(target, img.busybox, [img.modules / name for name in order],
-                    bytes.fromhex(manifest["guest_python_magic"]))
-    # Older agents' initramfs files are dead weight; a running QEMU has already read its own.
-    for old in img.folder.glob("initramfs-*.cpio"):
-        if old != target:
-            old.unlink(missing_ok=True)
-    return target
 
 
 def build(recipe: Recipe, force: bool = False) -> ImagePaths:

@@ -11,13 +11,14 @@ import sandbox_kernel
 from sandbox_kernel.image.cpio import write_archive
 
 _PACKAGE_ROOT = Path(sandbox_kernel.__file__).parent
-# What the guest needs of this package: the shared protocol and the guest side.
-GUEST_SOURCES = ("__init__.py", "constants.py", "protocol.py", "guest/__init__.py",
-                 "guest/agent.py", "guest/ports.py", "guest/worker.py", "guest/shell.py",
-                 "guest/outputs.py", "guest/comms.py", "guest/tracebacks.py",
-                 "guest/lazy_terminal.py", "guest/plain.py", "guest/wire.py",
-                 "guest/spawn.py", "guest/boot.py", "guest/streams.py", "guest/packages.py",
-                 "guest/transforms.py")
+# What the guest needs of this package: the shared protocol, and the guest side whole.
+_SHARED_SOURCES = ("__init__.py", "constants.py", "protocol.py", "lines.py")
+
+
+def guest_sources() -> list[str]:
+    guest = sorted(f"guest/{path.name}" for path in (_PACKAGE_ROOT / "guest").glob("*.py"))
+    return [*_SHARED_SOURCES, *guest]
+
 
 # Commands for the worker, in /opt/sandbox/bin at the end of its PATH: `!pip` in a VM that
 # has no pip (see guest/packages.py).
@@ -32,7 +33,7 @@ def _init_script() -> bytes:
 
 def agent_digest() -> str:
     h = hashlib.sha256(_init_script())
-    for rel in GUEST_SOURCES:
+    for rel in guest_sources():
         h.update(rel.encode() + b"\0" + (_PACKAGE_ROOT / rel).read_bytes())
     for name, script in sorted(GUEST_COMMANDS.items()):
         h.update(name.encode() + b"\0" + script)
@@ -51,7 +52,7 @@ def build(out: Path, busybox: Path, modules: list[Path], guest_magic: bytes) -> 
         init = tree / "init"
         init.write_bytes(_init_script())
         init.chmod(0o755)
-        for rel in GUEST_SOURCES:
+        for rel in guest_sources():
             dest = tree / "sandbox/sandbox_kernel" / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(_PACKAGE_ROOT / rel, dest)
@@ -70,6 +71,7 @@ def build(out: Path, busybox: Path, modules: list[Path], guest_magic: bytes) -> 
             command.write_bytes(script)
             command.chmod(0o755)
         # Several VMs may start at once: each writes its own file, the rename is atomic.
+        out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".part", delete=False) as fh:
             write_archive(tree, fh.file)
         Path(fh.name).replace(out)

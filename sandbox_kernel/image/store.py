@@ -8,8 +8,11 @@ from typing import Any
 
 from sandbox_kernel import paths
 from sandbox_kernel.errors import ImageNotBuilt
+from sandbox_kernel.image import initramfs
 from sandbox_kernel.image.initramfs import agent_digest
 from sandbox_kernel.image.recipe import RECIPES, Recipe
+
+_KEPT_INITRAMFS = 4
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,10 @@ class ImagePaths:
         return self.folder / "modules"
 
     def initramfs(self, digest: str | None = None) -> Path:
-        return self.folder / f"initramfs-{digest or agent_digest()}.cpio"
+        """The initramfs for this image and the agent's code: in the cache rather than the
+        image's folder, so that a built image is never written again (test suites and other
+        checkouts, each with their own agent, share it)."""
+        return paths.initramfs_dir() / f"{self.folder.name}-{digest or agent_digest()}.cpio"
 
     def base_complete(self) -> bool:
         return all(p.exists() for p in (self.kernel, self.rootfs, self.manifest, self.busybox))
@@ -70,13 +76,36 @@ def remove_older_images(keep: ImagePaths) -> None:
             shutil.rmtree(other, ignore_errors=True)
 
 
+def build_initramfs(img: ImagePaths) -> Path:
+    manifest = img.read_manifest()
+    order = (img.modules / "order").read_text().split()
+    target = img.initramfs()
+    initramfs.build(target, img.busybox, [img.modules / name for name in order],
+                    bytes.fromhex(manifest["guest_python_magic"]))
+    _prune_initramfs(img, keep=target)
+    return target
+
+
+def _prune_initramfs(img: ImagePaths, keep: Path, limit: int = _KEPT_INITRAMFS) -> None:
+    """Older agents' files are dead weight once their QEMU has read them, but another
+    checkout may be about to start one: the newest few stay."""
+    def mtime(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    others = sorted((p for p in keep.parent.glob(f"{img.folder.name}-*.cpio") if p != keep),
+                    key=mtime, reverse=True)
+    for old in others[limit - 1:]:
+        old.unlink(missing_ok=True)
+
+
 def require_image(recipe: Recipe | str = "default") -> ImagePaths:
     """The built image, with an initramfs for the current agent code (made here if missing)."""
     img = image_paths(recipe)
     if not img.base_complete():
         raise ImageNotBuilt(f"nothing at {img.folder}")
     if not img.initramfs().exists():
-        from sandbox_kernel.image.builder import build_initramfs
-
         build_initramfs(img)
     return img

@@ -27,6 +27,7 @@ from sandbox_kernel.vm.config import Accel, VMConfig
 if TYPE_CHECKING:
     from sandbox_kernel import protocol as p
     from sandbox_kernel.vm.early import EarlyVM
+    from sandbox_kernel.vm.launch import start_vm
     from sandbox_kernel.vm.machine import SandboxVM
 
 T = TypeVar("T")
@@ -37,9 +38,9 @@ _EXIT_AFTER_S = 0.1  # ipykernel stops its loop this long after `exit`
 
 
 def _import_guest_modules() -> None:
-    global p, SandboxVM  # bound on first use, see above
+    global p, start_vm  # bound on first use, see above
     from sandbox_kernel import protocol as p
-    from sandbox_kernel.vm.machine import SandboxVM
+    from sandbox_kernel.vm.launch import start_vm
 
     p.build_all()  # here, off the loop, rather than model by model in the first cell
 
@@ -150,9 +151,7 @@ class SandboxKernel(Kernel):
         early, SandboxKernel.early_vm = SandboxKernel.early_vm, None
         vm = await early.take(config) if early is not None else None
         if vm is None:  # none started early, or with other settings
-            vm = SandboxVM(config)
-            self._vm = vm  # stopped by a shutdown during its start
-            await vm.start()
+            vm = await start_vm(config)  # cancelled by a shutdown during its start
         self._vm = vm
         if vm.channel is not None:
             vm.channel.on_late_event = self._late_event
@@ -255,7 +254,7 @@ class SandboxKernel(Kernel):
                 if isinstance(event, p.InputRequest):
                     inputs.append(asyncio.create_task(self._relay_input(
                         vm, request.id, event, parent, ident, cancel_input)))
-                elif isinstance(event, p.ExecutionComplete):
+                elif isinstance(event, p.ExecuteReply):
                     return self._execute_reply(event)
                 elif isinstance(event, p.AgentError):
                     return self._failure(SandboxError(f"{event.error_type}: {event.message}"))
@@ -319,7 +318,7 @@ class SandboxKernel(Kernel):
                            self._parent_or_current(parent),
                            metadata=event.metadata, buffers=list(event.buffers) or None)
 
-    def _execute_reply(self, done: p.ExecutionComplete) -> dict[str, Any]:
+    def _execute_reply(self, done: p.ExecuteReply) -> dict[str, Any]:
         self._next_count = done.execution_count + 1
         if any(item.get("source") == "ask_exit" and not item.get("keepkernel")
                for item in done.payload):

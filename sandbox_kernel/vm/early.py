@@ -12,8 +12,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from sandbox_kernel.errors import SandboxError
-from sandbox_kernel.vm import snapshot
 from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.restore import launch_early
 
 if TYPE_CHECKING:
     from sandbox_kernel.vm.machine import SandboxVM
@@ -58,17 +58,16 @@ class EarlyVM:
         if self._cancelled:  # cancel() came before the loop existed
             raise asyncio.CancelledError
         # QEMU starts up while the VM manager imports (pydantic and the protocol models, some
-        # 100 ms); loading the snapshot begins once QMP can ask for it (``start_incoming``).
-        head_start = snapshot.launch_early(self.config)
+        # 100 ms); loading the snapshot begins once QMP can ask for it (``migration.load_state``).
+        head_start = launch_early(self.config)
         try:
-            from sandbox_kernel.vm.machine import SandboxVM
+            from sandbox_kernel.vm.launch import start_vm
         except BaseException:
             if head_start is not None:
                 head_start.discard()
             raise
-        vm = SandboxVM(self.config)
+        vm = await start_vm(self.config, head_start)
         try:
-            await vm.start(head_start)
             await vm.detach()
         except BaseException:
             await vm.stop()

@@ -9,7 +9,6 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from qemu.qmp import ConnectError, QMPClient, QMPError
@@ -19,16 +18,20 @@ from sandbox_kernel import protocol as p
 from sandbox_kernel.channel import ChannelClosed, DualPortChannel
 from sandbox_kernel.errors import SandboxError, VMDied, VMStartError
 from sandbox_kernel.image.store import ImagePaths, require_image
-from sandbox_kernel.vm import snapshot
+from sandbox_kernel.vm import migration, snapshot_store
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.process import QemuProcess
-from sandbox_kernel.vm.qemu import RunDir, command_line
+from sandbox_kernel.vm.qemu import command_line
+from sandbox_kernel.vm.restore import HeadStart, launch_restore
+from sandbox_kernel.vm.rundir import RunDir
+from sandbox_kernel.vm.snapshot_store import CaptureRam, SnapshotPaths
 from sandbox_kernel.vm.timezone import host_timezone
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _KVM_FAILURE = "KVM internal error"
+_CAPTURE_TIMEOUT_S = 180.0
 _CONSOLE_TAIL = 6000
 _KEPT_BOOT_LOGS = 50
 
@@ -48,11 +51,12 @@ def _tail(path: Path, size: int = _CONSOLE_TAIL) -> str:
 
 
 class SandboxVM:
-    """``async with SandboxVM(config) as vm:`` boots a VM and stops it, leaving nothing behind."""
+    """One VM under ``accel`` ("kvm" or "tcg"; ``launch.start_vm`` chooses it). ``start``
+    restores its snapshot or boots it; ``stop`` leaves nothing behind."""
 
-    def __init__(self, config: VMConfig | None = None, accel: str | None = None) -> None:
-        self.config = config or VMConfig()
-        self.accel = accel  # None: chosen at start
+    def __init__(self, config: VMConfig, accel: str) -> None:
+        self.config = config
+        self.accel = accel
         self.image: ImagePaths | None = None
         self.proc: QemuProcess | None = None
         self.channel: DualPortChannel | None = None
@@ -64,35 +68,23 @@ class SandboxVM:
         self._timeout = self.config.boot_timeout_s
         self._snapshot_rejected = False
         self._incoming: str | None = None  # a restore's migration URI
-        self._capture_ram: snapshot.CaptureRam | None = None  # a boot that takes a snapshot
+        self._capture_ram: CaptureRam | None = None  # a boot that takes a snapshot
         self._handover: tuple[socket.socket, socket.socket, int] | None = None
 
-    async def __aenter__(self) -> "SandboxVM":
-        await self.start()
-        return self
-
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
-
     # --- start ------------------------------------------------------------------------------
-    async def start(self, head_start: "snapshot.HeadStart | None" = None) -> None:
+    async def start(self, head_start: HeadStart | None = None) -> None:
         """Restores the snapshot, or boots (and takes the snapshot). ``head_start``: a
         restore of this VM's snapshot that the caller has launched already."""
         started = time.monotonic()
         if head_start is not None:
-            self.image, self.accel = head_start.image, head_start.accel
+            self.image = head_start.image
             if await self._try_restore(head_start.snap, head_start):
                 self.boot_seconds = time.monotonic() - started
                 return
         self.image = await asyncio.to_thread(require_image, self.config.image)
-        if self.accel is None:
-            from sandbox_kernel.vm.accel import choose_accelerator
-
-            self.accel = (await choose_accelerator(self.config, self.image)).accel
         capture = False
         if self.config.snapshots:
-            snap = snapshot.snapshot_for(self.config, self.image, self.accel)
+            snap = snapshot_store.snapshot_for(self.config, self.image, self.accel)
             if snap.exists() and await self._try_restore(snap):
                 self.boot_seconds = time.monotonic() - started
                 return
@@ -108,10 +100,10 @@ class SandboxVM:
         ram, self._capture_ram = self._capture_ram, None
         if ram is None:
             return
-        assert self.image is not None and self.accel is not None
+        assert self.image is not None
         try:
-            snap = snapshot.snapshot_for(self.config, self.image, self.accel)
-            if not await snapshot.capture(self, snap, ram):
+            snap = snapshot_store.snapshot_for(self.config, self.image, self.accel)
+            if not await self._take_snapshot(snap, ram):
                 return  # not taken: this VM runs on
             # The VM that took the snapshot is gone; its RAM is the snapshot's now.
             if not await self._try_restore(snap):
@@ -124,7 +116,7 @@ class SandboxVM:
         failure: VMStartError | None = None
         for attempt in range(1, self.config.boot_attempts + 1):
             self._stage = "booting"
-            self._capture_ram = snapshot.CaptureRam.create() if capture else None
+            self._capture_ram = CaptureRam.create() if capture else None
             ram = self._capture_ram.backing() if self._capture_ram else None
             try:
                 self._launch(command_line(self.config, image, accel, self._new_run_dir(),
@@ -142,19 +134,41 @@ class SandboxVM:
         assert failure is not None
         raise failure
 
-    async def _try_restore(self, snap: "snapshot.SnapshotPaths",
-                           head_start: "snapshot.HeadStart | None" = None) -> bool:
+    async def _take_snapshot(self, snap: SnapshotPaths, ram: CaptureRam) -> bool:
+        """Warms this VM, booted on ``ram``, and saves it as ``snap``. On success the VM is
+        gone (its RAM is the snapshot's now, and must not change); otherwise it runs on."""
+        with snapshot_store.capture_lock(snap) as mine:
+            if not mine or snap.exists():
+                return False  # another kernel is taking it, or has just taken it
+            started = time.monotonic()
+            await asyncio.wait_for(self.request(p.Warm), _CAPTURE_TIMEOUT_S)
+            await asyncio.wait_for(self.request(p.PrepareSnapshot), _CAPTURE_TIMEOUT_S)
+            status = await migration.save_state(await self.qmp(), ram.state)
+            if status != "completed":
+                await (await self.qmp()).execute("cont")
+                await self.reseed()
+                log.warning("taking a snapshot failed (%s); later starts will boot cold", status)
+                return False
+            await self.stop()
+            await asyncio.to_thread(ram.commit, snap)
+        log.info("snapshot taken in %.1f s: %s (%.0f MB on disk)", time.monotonic() - started,
+                 snap.folder, snap.disk_bytes() / 2**20)
+        snapshot_store.prune_snapshots(keep=snap)
+        return True
+
+    async def _try_restore(self, snap: SnapshotPaths, head_start: HeadStart | None = None
+                           ) -> bool:
         # A restore normally takes well under a second, so it gets a short deadline and one
         # retry; a snapshot QEMU cannot load is deleted, and the caller boots cold.
         for attempt in (1, 2):
             try:
-                assert self.image is not None and self.accel is not None
+                assert self.image is not None
                 if head_start is not None and attempt == 1:
                     self.run, self._incoming = head_start.run, head_start.incoming
                     self._adopt(head_start.proc)
                 else:
                     try:
-                        proc, self._incoming = snapshot.launch_restore(
+                        proc, self._incoming = launch_restore(
                             self.config, self.image, self.accel, self._new_run_dir(), snap)
                     except OSError as exc:  # incomplete, or just pruned by another kernel
                         log.warning("cannot open the snapshot: %s", exc)
@@ -206,11 +220,8 @@ class SandboxVM:
         self._stage = "loading the snapshot"
         qmp = await self.qmp()
         assert self._incoming is not None
-        await snapshot.start_incoming(qmp, self._incoming)
         # The sockets are connected (above) before the guest runs again.
-        # QMP has no "loaded" future to await; its status is the documented thing to poll.
-        while (status := await self._run_state()) == "inmigrate":  # noqa: ASYNC110
-            await asyncio.sleep(0.003)
+        status = await migration.load_state(qmp, self._incoming)
         if status not in ("paused", "postmigrate", "running", "prelaunch"):
             self._snapshot_rejected = True
             raise VMStartError(f"loading the snapshot left the VM {status}")
@@ -218,14 +229,10 @@ class SandboxVM:
         if status != "running":
             await qmp.execute("cont")
         # No ping first: the agent's ports were open when the snapshot was taken, so a request
-        # cannot be lost, and the reseed's answer shows the agent is alive. A ping's round
-        # trip through a guest whose translated code is all cold cost some 25 ms.
+        # cannot be lost, and the reseed's answer shows the agent is alive. (Its protocol was
+        # checked by the boot that took the snapshot, whose key names the agent's code.)
         self._stage = "reseeding"
         await self.reseed(retry_after=0.5)
-
-    async def _run_state(self) -> str:
-        reply = await (await self.qmp()).execute("query-status")
-        return str(reply["status"]) if isinstance(reply, dict) else ""
 
     async def reseed(self, retry_after: float | None = None) -> None:
         """A restored guest has the saved RNG state and clock: give it fresh ones, and the
@@ -303,6 +310,11 @@ class SandboxVM:
             reply = await self._ask_until_answered(
                 channel, lambda: p.Ping(id=channel.next_id()), retry_after=0.02)
             if isinstance(reply, p.Pong):
+                if reply.protocol != p.PROTOCOL_VERSION:
+                    raise VMStartError(
+                        f"the guest agent speaks protocol {reply.protocol}, this kernel "
+                        f"{p.PROTOCOL_VERSION}: the image holds another version's agent. Run "
+                        "`sandbox-kernel image build --force`.")
                 return reply
 
     async def _ask_until_answered(self, channel: DualPortChannel,

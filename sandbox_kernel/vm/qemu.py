@@ -5,8 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -16,61 +14,7 @@ from sandbox_kernel.constants import CMD_PORT, EVT_PORT
 from sandbox_kernel.errors import QemuNotFound
 from sandbox_kernel.image.store import ImagePaths
 from sandbox_kernel.vm.config import VMConfig
-
-
-@dataclass(frozen=True)
-class RunDir:
-    """The VM's private directory (mode 0700): sockets, console log, QEMU's stderr."""
-
-    path: Path
-
-    @property
-    def cmd_socket(self) -> Path:
-        return self.path / "cmd.sock"
-
-    @property
-    def evt_socket(self) -> Path:
-        return self.path / "evt.sock"
-
-    @property
-    def qmp_socket(self) -> Path:
-        return self.path / "qmp.sock"
-
-    @property
-    def console_log(self) -> Path:
-        return self.path / "console.log"
-
-    @property
-    def qemu_log(self) -> Path:
-        return self.path / "qemu.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.path / "qemu.pid"
-
-    @staticmethod
-    def create() -> "RunDir":
-        sweep_stale_run_dirs()
-        return RunDir(Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX)))
-
-
-RUN_DIR_PREFIX = "sandbox-vm-"
-
-
-def sweep_stale_run_dirs(min_age_s: float = 600.0) -> None:
-    """Removes run directories whose QEMU is gone: their kernel was killed (SIGKILL) before
-    it could clean up. QEMU itself died with it (PR_SET_PDEATHSIG)."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}*"):
-        try:
-            pid = int((folder / "qemu.pid").read_text())
-            gone = not Path(f"/proc/{pid}").exists()
-        except (OSError, ValueError):
-            try:
-                gone = time.time() - folder.stat().st_mtime > min_age_s
-            except OSError:
-                continue
-        if gone:
-            shutil.rmtree(folder, ignore_errors=True)
+from sandbox_kernel.vm.rundir import RunDir
 
 
 def qemu_path(binary: str) -> str:

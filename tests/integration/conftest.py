@@ -3,7 +3,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from sandbox_kernel.vm import SandboxVM, VMConfig
+from sandbox_kernel.vm import SandboxVM, VMConfig, start_vm
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -16,7 +16,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 async def vm() -> AsyncIterator[SandboxVM]:
     # The boot deadline is shorter than the test timeout, so a hung boot fails with its
     # console log instead of being killed silently.
-    machine = SandboxVM(VMConfig(boot_timeout_s=45, boot_attempts=2, snapshots=False))
-    await machine.start()
+    machine = await start_vm(VMConfig(boot_timeout_s=45, boot_attempts=2, snapshots=False))
     yield machine
     await machine.stop()

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from sandbox_kernel.vm import SandboxVM, VMConfig
+from sandbox_kernel.vm import VMConfig, running_vm
 from sandbox_kernel.vm.early import EarlyVM
 from tests.integration.vmtools import run
 from tests.leftovers import qemu_processes, run_dirs
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")
 @pytest.fixture(scope="module")
 def snapshot_exists() -> None:
     async def boot_once() -> None:
-        async with SandboxVM(VMConfig(snapshots=True)):
+        async with running_vm(VMConfig(snapshots=True)):
             pass  # the first start takes the snapshot
 
     asyncio.run(boot_once())

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from sandbox_kernel.vm import SandboxVM, VMConfig
-from sandbox_kernel.vm import snapshot as snapshots
+from sandbox_kernel.vm import VMConfig, running_vm, start_vm
+from sandbox_kernel.vm import snapshot_store as snapshots
 from tests.integration.vmtools import run
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
@@ -29,8 +29,7 @@ def config() -> VMConfig:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def snapshot_ready() -> AsyncIterator[snapshots.SnapshotPaths]:
     """A cold boot that takes the snapshot (or finds one already there)."""
-    vm = SandboxVM(config())
-    await vm.start()
+    vm = await start_vm(config())
     try:
         assert vm.image is not None and vm.accel is not None
         snap = snapshots.snapshot_for(vm.config, vm.image, vm.accel)
@@ -44,7 +43,7 @@ async def snapshot_ready() -> AsyncIterator[snapshots.SnapshotPaths]:
 
 
 async def test_start_restores_the_snapshot(snapshot_ready: snapshots.SnapshotPaths) -> None:
-    async with SandboxVM(config()) as vm:
+    async with running_vm(config()) as vm:
         assert vm.started_from == "snapshot"
         out = await run(vm, "import sys\nprint('numpy' in sys.modules, 'np' in dir())")
         # Warmed modules are imported, but nothing is in the user's namespace.
@@ -59,7 +58,7 @@ async def test_start_restores_the_snapshot(snapshot_ready: snapshots.SnapshotPat
 
 async def test_the_snapshot_holds_the_completer_and_leaves_its_objects_to_no_collection(
         snapshot_ready: snapshots.SnapshotPaths) -> None:
-    async with SandboxVM(config()) as vm:
+    async with running_vm(config()) as vm:
         out = await run(vm, "import gc, sys\n"
                             "print(get_ipython()._completer is not None, 'jedi' in sys.modules,"
                             " gc.get_freeze_count() > 50_000)")
@@ -73,8 +72,7 @@ async def test_the_snapshot_holds_the_completer_and_leaves_its_objects_to_no_col
 
 async def test_two_restores_from_one_file_differ_in_randomness(
         snapshot_ready: snapshots.SnapshotPaths) -> None:
-    first, second = SandboxVM(config()), SandboxVM(config())
-    await asyncio.gather(first.start(), second.start())
+    first, second = await asyncio.gather(start_vm(config()), start_vm(config()))
     try:
         assert first.started_from == second.started_from == "snapshot"
         a, b = await asyncio.gather(run(first, RANDOMNESS), run(second, RANDOMNESS))
@@ -89,14 +87,13 @@ async def test_restored_guest_has_the_current_wall_clock(
         snapshot_ready: snapshots.SnapshotPaths) -> None:
     import time
 
-    async with SandboxVM(config()) as vm:
+    async with running_vm(config()) as vm:
         out = await run(vm, "import time\nprint(time.time())")
         assert abs(float(out.stdout) - time.time()) < 5
 
 
 async def test_several_concurrent_restores(snapshot_ready: snapshots.SnapshotPaths) -> None:
-    vms = [SandboxVM(config()) for _ in range(4)]
-    await asyncio.gather(*(vm.start() for vm in vms))
+    vms = await asyncio.gather(*(start_vm(config()) for _ in range(4)))
     try:
         assert all(vm.started_from == "snapshot" for vm in vms)
         outs = await asyncio.gather(*(run(vm, f"print({i} * 2)") for i, vm in enumerate(vms)))
@@ -113,7 +110,7 @@ def _digest(path: Path) -> str:
 async def test_restored_vms_map_the_snapshot_ram_and_never_write_it(
         snapshot_ready: snapshots.SnapshotPaths) -> None:
     before = _digest(snapshot_ready.ram)
-    async with SandboxVM(config()) as vm:
+    async with running_vm(config()) as vm:
         assert vm.proc is not None
         mappings = Path(f"/proc/{vm.proc.pid}/maps").read_text().splitlines()
         ram = [m.split() for m in mappings if m.endswith(str(snapshot_ready.ram))]
@@ -153,7 +150,7 @@ async def test_a_broken_snapshot_falls_back_to_a_cold_boot(
     breakage(snapshot_ready)
     marker = snapshot_ready.folder / "broken"  # inode numbers get reused; a file does not
     marker.touch()
-    async with SandboxVM(VMConfig(snapshots=True, boot_timeout_s=60)) as vm:
+    async with running_vm(VMConfig(snapshots=True, boot_timeout_s=60)) as vm:
         # It booted cold, took a new snapshot and went on from that.
         assert vm.started_from == "snapshot"
         assert (await run(vm, "print('fine')")).stdout == "fine\n"
@@ -170,5 +167,5 @@ async def test_snapshots_can_be_turned_off(monkeypatch: pytest.MonkeyPatch,
     off = VMConfig()
     assert off.snapshots is False
     assert snapshots.describe(off).startswith("off")
-    async with SandboxVM(off) as vm:
+    async with running_vm(off) as vm:
         assert vm.started_from == "cold"

@@ -10,7 +10,7 @@ import pytest
 
 from sandbox_kernel import protocol as p
 from sandbox_kernel.channel import DualPortChannel
-from sandbox_kernel.vm import SandboxVM, VMConfig
+from sandbox_kernel.vm import SandboxVM, VMConfig, start_vm
 from tests.integration.vmtools import run
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
@@ -134,8 +134,7 @@ async def test_worker_death_is_reported_and_a_fresh_worker_follows(vm: SandboxVM
 
 @pytest.mark.asyncio(loop_scope="function")
 async def test_stop_leaves_no_process_or_socket_behind() -> None:
-    machine = SandboxVM(VMConfig(boot_timeout_s=45, snapshots=False))
-    await machine.start()
+    machine = await start_vm(VMConfig(boot_timeout_s=45, snapshots=False))
     assert machine.proc is not None and machine.run is not None
     pid, run_dir = machine.proc.pid, machine.run.path
     assert machine.run.cmd_socket.exists()

@@ -14,9 +14,9 @@ class Outcome:
     chunks: int = 0
 
     @property
-    def complete(self) -> p.ExecutionComplete:
+    def complete(self) -> p.ExecuteReply:
         last = self.events[-1]
-        assert isinstance(last, p.ExecutionComplete), last
+        assert isinstance(last, p.ExecuteReply), last
         return last
 
 

@@ -18,7 +18,7 @@ import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from sandbox_kernel.vm.qemu import sweep_stale_run_dirs
+from sandbox_kernel.vm.rundir import sweep_stale_run_dirs
 from tests.kernel.conftest import KERNEL_NAME, iopub_until_idle, run, start_kernel, stdout_of
 
 Kernel = tuple[KernelManager, BlockingKernelClient]

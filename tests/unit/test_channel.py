@@ -15,7 +15,6 @@ from sandbox_kernel.channel import (
     ChannelBusy,
     ChannelClosed,
     DualPortChannel,
-    LineReader,
 )
 from sandbox_kernel.errors import ProtocolError
 
@@ -97,13 +96,13 @@ async def test_stream_yields_until_completion(guest: FakeGuest) -> None:
     async def guest_side() -> None:
         await guest.requests.get()
         await guest.say(p.encode(p.OutputChunk(id=1, name="stdout", text="a")))
-        await guest.say(p.encode(p.ExecutionComplete(id=1, status="ok")))
+        await guest.say(p.encode(p.ExecuteReply(id=1, status="ok")))
         await guest.say(p.encode(p.OutputChunk(id=1, name="stdout", text="late")))
 
     task = asyncio.create_task(guest_side())
     events = [e async for e in channel.stream(p.Execute(id=1, code="x"))]
     await task
-    assert [type(e) for e in events] == [p.OutputChunk, p.ExecutionComplete]
+    assert [type(e) for e in events] == [p.OutputChunk, p.ExecuteReply]
     await channel.close()
 
 
@@ -122,7 +121,7 @@ async def test_events_after_the_final_one_go_to_the_late_handler(guest: FakeGues
 
     async def guest_side() -> None:
         await guest.requests.get()
-        await guest.say(p.encode(p.ExecutionComplete(id=1, status="ok")))
+        await guest.say(p.encode(p.ExecuteReply(id=1, status="ok")))
         await guest.say(p.encode(p.OutputChunk(id=1, name="stdout", text="late")))
         await guest.say(p.encode(p.Pong(id=1, agent_version="x")))
 
@@ -130,7 +129,7 @@ async def test_events_after_the_final_one_go_to_the_late_handler(guest: FakeGues
     events = [e async for e in channel.stream(p.Execute(id=1, code="x"))]
     await task
     await asyncio.wait_for(both_late.wait(), 5)
-    assert [type(e) for e in events] == [p.ExecutionComplete]
+    assert [type(e) for e in events] == [p.ExecuteReply]
     assert late == [p.OutputChunk(id=1, name="stdout", text="late"),
                     p.Pong(id=1, agent_version="x")]
     await channel.close()
@@ -189,11 +188,3 @@ async def test_peer_must_be_the_expected_process(guest: FakeGuest) -> None:
     with pytest.raises(ProtocolError, match="not QEMU"):
         await channel.connect()
     await channel.close()
-
-
-def test_line_reader_bounds_lines() -> None:
-    reader = LineReader(limit=10)
-    assert reader.feed(b"short\nalso") == [b"short"]
-    assert reader.feed(b" fine\n") == [b"also fine"]
-    assert reader.feed(b"x" * 25) == [None]
-    assert reader.feed(b"yyy\nok\n") == [b"ok"]

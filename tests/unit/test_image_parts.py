@@ -3,7 +3,7 @@ from pathlib import Path
 
 from sandbox_kernel.image import rootfs
 from sandbox_kernel.image.cpio import write_archive
-from sandbox_kernel.image.kernel import load_order, module_depends
+from sandbox_kernel.image.linux import load_order, module_depends
 from sandbox_kernel.image.recipe import DEFAULT, Recipe
 from sandbox_kernel.image.store import ImagePaths, remove_older_images
 
@@ -56,14 +56,14 @@ def test_a_new_build_removes_the_same_recipes_older_images(tmp_path: Path) -> No
 
 
 def test_the_guest_gets_every_module_its_code_imports() -> None:
-    # The initramfs takes a list of files; a module missing from it only shows in a VM, as a
-    # worker that dies at start.
+    # A module missing from the initramfs only shows in a VM, as a worker that dies at start.
     import ast
 
-    from sandbox_kernel.image.initramfs import _PACKAGE_ROOT, GUEST_SOURCES
+    from sandbox_kernel.image.initramfs import _PACKAGE_ROOT, guest_sources
 
+    shipped = guest_sources()
     missing = set()
-    for rel in GUEST_SOURCES:
+    for rel in shipped:
         tree = ast.parse((_PACKAGE_ROOT / rel).read_text())
         for node in ast.walk(tree):
             names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
@@ -75,7 +75,7 @@ def test_the_guest_gets_every_module_its_code_imports() -> None:
                     continue
                 parts = name.split(".")[1:]
                 for candidate in ("/".join(parts) + ".py", "/".join([*parts, "__init__.py"])):
-                    if (_PACKAGE_ROOT / candidate).is_file() and candidate not in GUEST_SOURCES:
+                    if (_PACKAGE_ROOT / candidate).is_file() and candidate not in shipped:
                         missing.add(candidate)
     assert not missing
 

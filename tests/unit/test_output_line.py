@@ -1,7 +1,7 @@
 import pytest
 
 from sandbox_kernel import protocol as p
-from sandbox_kernel.guest.outputs import output_line
+from sandbox_kernel.guest.fd_output import output_line
 
 
 @pytest.mark.parametrize("text", ["plain\n", 'quotes " and \\ backslashes', "\x00\x1b[31m\t\r",

@@ -34,13 +34,13 @@ def test_invalid_requests_are_rejected(raw: bytes) -> None:
 
 
 def test_final_events_end_streams() -> None:
-    assert isinstance(p.ExecutionComplete(id=1, status="ok"), p.FINAL_EVENTS)
+    assert isinstance(p.ExecuteReply(id=1, status="ok"), p.FINAL_EVENTS)
     assert not isinstance(p.OutputChunk(id=1, name="stdout", text=""), p.FINAL_EVENTS)
 
 
 def test_every_union_member_is_reachable_by_its_type() -> None:
     assert set(p.REQUESTS) >= {"ping", "execute", "interrupt", "input_reply", "reseed"}
-    assert set(p.EVENTS) >= {"pong", "output", "complete", "display_data", "agent_error"}
+    assert set(p.EVENTS) >= {"pong", "output", "execute_reply", "display_data", "agent_error"}
     for name, model in {**p.REQUESTS, **p.EVENTS}.items():
         assert model.model_fields["type"].default == name
 

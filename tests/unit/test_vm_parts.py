@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 
 from sandbox_kernel.image.store import ImagePaths
-from sandbox_kernel.vm import qemu
+from sandbox_kernel.vm import qemu, restore, snapshot_store
 from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.rundir import RunDir, sweep_stale_run_dirs
 
 
 def test_stale_run_dirs_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(qemu.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setenv("SANDBOX_KERNEL_RUN_DIR", str(tmp_path))
     names = ("dead", "alive", "old", "new")
     dead, alive, old, fresh = (tmp_path / f"sandbox-vm-{n}" for n in names)
     for folder in (dead, alive, old, fresh):
@@ -19,14 +20,13 @@ def test_stale_run_dirs_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (dead / "qemu.pid").write_text("999999999")
     (alive / "qemu.pid").write_text(str(os.getpid()))
     os.utime(old, (time.time() - 3600, time.time() - 3600))
-    qemu.sweep_stale_run_dirs()
+    sweep_stale_run_dirs()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sandbox-vm-alive", "sandbox-vm-new"]
 
 
 def test_command_line_keeps_the_guest_isolated_and_tcg_safe(tmp_path: Path) -> None:
     image = ImagePaths(tmp_path)
-    (tmp_path / "initramfs-x.cpio").touch()
-    run = qemu.RunDir(tmp_path / "run")
+    run = RunDir(tmp_path / "run")
     cmd = qemu.command_line(VMConfig(accel="tcg"), image, "tcg", run)
     line = " ".join(cmd)
     assert "-nic none" in line and "-nodefaults" in line
@@ -36,6 +36,22 @@ def test_command_line_keeps_the_guest_isolated_and_tcg_safe(tmp_path: Path) -> N
     assert "-incoming" not in cmd
     restored = qemu.command_line(VMConfig(), image, "tcg", run, incoming="exec:cat x")
     assert restored[-2:] == ["-incoming", "exec:cat x"]
+
+
+def test_the_kvm_command_line_differs_from_tcg_s_only_in_accelerator_cpu_and_timing(
+        tmp_path: Path) -> None:
+    image = ImagePaths(tmp_path)
+    run = RunDir(tmp_path / "run")
+    tcg = qemu.command_line(VMConfig(), image, "tcg", run)
+    kvm = qemu.command_line(VMConfig(), image, "kvm", run)
+    assert kvm[kvm.index("-accel") + 1] == "kvm"
+    assert kvm[kvm.index("-cpu") + 1] == "max"
+    assert "tsc_early_khz" not in kvm[kvm.index("-append") + 1]
+    changed = {kvm.index("-accel") + 1, kvm.index("-cpu") + 1, kvm.index("-append") + 1}
+    assert len(kvm) == len(tcg)
+    assert [a for i, a in enumerate(kvm) if i not in changed] == [
+        a for i, a in enumerate(tcg) if i not in changed]
+    assert kvm[kvm.index("-append") + 1] == " ".join(qemu.kernel_args(VMConfig()))
 
 
 def test_config_rejects_nonsense() -> None:
@@ -54,10 +70,10 @@ def test_snapshots_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 def test_pruning_keeps_the_new_snapshot_and_the_most_recently_used(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sandbox_kernel.vm import snapshot
-
-    monkeypatch.setattr(snapshot.paths, "snapshots_dir", lambda: tmp_path)
-    snaps = [snapshot.SnapshotPaths(f"k{i}") for i in range(5)]
+    monkeypatch.setenv("SANDBOX_KERNEL_CACHE_DIR", str(tmp_path))
+    snaps_dir = tmp_path / "snapshots"
+    snaps_dir.mkdir()
+    snaps = [snapshot_store.SnapshotPaths(f"k{i}") for i in range(5)]
     for age, snap in enumerate(snaps):
         snap.folder.mkdir()
         snap.state.write_bytes(b"x")
@@ -65,28 +81,25 @@ def test_pruning_keeps_the_new_snapshot_and_the_most_recently_used(
         snap.lock.touch()
         os.utime(snap.folder, (time.time() - 100 * age, time.time() - 100 * age))
     # A restore marks it used: now the most recent of the old ones.
-    proc, uri = snapshot.launch_restore(VMConfig(qemu_binary="true"), ImagePaths(tmp_path),
-                                        "tcg", qemu.RunDir(tmp_path), snaps[4])
+    proc, uri = restore.launch_restore(VMConfig(qemu_binary="true"), ImagePaths(tmp_path),
+                                       "tcg", RunDir(tmp_path), snaps[4])
     proc.popen.wait()
     assert uri.startswith("fd:")
-    legacy = tmp_path / "old-format.state"
-    legacy.write_bytes(b"x")
-    dead_capture = tmp_path / ".capture-999999999-x"
-    live_capture = tmp_path / f".capture-{os.getpid()}-x"
+    dead_capture = snaps_dir / ".capture-999999999-x"
+    live_capture = snaps_dir / f".capture-{os.getpid()}-x"
     dead_capture.mkdir()
     live_capture.mkdir()
-    snapshot.prune_snapshots(keep=snaps[3], limit=3)
+    snapshot_store.prune_snapshots(keep=snaps[3], limit=3)
     assert {s.key for s in snaps if s.exists()} == {"k0", "k3", "k4"}
     assert not snaps[1].lock.exists() and snaps[0].lock.exists()
-    assert not legacy.exists() and not dead_capture.exists() and live_capture.exists()
+    assert not dead_capture.exists() and live_capture.exists()
 
 
 def test_restore_maps_the_snapshot_ram_privately_from_one_folder(tmp_path: Path) -> None:
     """QEMU opens ``ram`` and ``state`` inside the folder it was given as a descriptor, so a
     snapshot replaced meanwhile cannot pair one file with the other's twin."""
     image = ImagePaths(tmp_path)
-    (tmp_path / "initramfs-x.cpio").touch()
-    run = qemu.RunDir(tmp_path / "run")
+    run = RunDir(tmp_path / "run")
     ram = qemu.GuestRam("/proc/self/fd/7/ram", shared=False)
     cmd = qemu.command_line(VMConfig(memory_mb=512), image, "tcg", run, "defer", ram)
     line = " ".join(cmd)
@@ -105,7 +118,7 @@ def test_qemu_version_is_remembered_per_binary(tmp_path: Path,
     fake.write_text("#!/bin/sh\necho 'QEMU emulator version 9.9.9 (test)'\n"
                     f"echo run >> {tmp_path}/runs\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(qemu.paths, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setenv("SANDBOX_KERNEL_CACHE_DIR", str(tmp_path / "cache"))
     qemu.qemu_version.cache_clear()
     try:
         assert qemu.qemu_version(str(fake)) == "9.9.9 (test)"
@@ -144,7 +157,7 @@ async def test_an_unanswered_start_request_is_sent_again_until_answered() -> Non
                 await asyncio.sleep(3600)  # lost: never answered
             return p.Ack(id=request.id)
 
-    vm = SandboxVM(VMConfig())
+    vm = SandboxVM(VMConfig(), "tcg")
     ids = iter(range(1, 100))
     reply = await asyncio.wait_for(vm._ask_until_answered(
         GuestThatMissesTheFirstLine(),  # type: ignore[arg-type]
@@ -156,14 +169,13 @@ async def test_an_unanswered_start_request_is_sent_again_until_answered() -> Non
 
 def test_a_changed_guest_kernel_command_line_is_a_different_snapshot(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sandbox_kernel.vm import snapshot
-
-    monkeypatch.setattr(snapshot, "qemu_version", lambda binary: "7.2.0")
+    monkeypatch.setattr(snapshot_store, "qemu_version", lambda binary: "7.2.0")
     image = ImagePaths(tmp_path)
-    before = snapshot.snapshot_for(VMConfig(), image, "tcg")
-    assert snapshot.snapshot_for(VMConfig(), image, "tcg") == before
+    before = snapshot_store.snapshot_for(VMConfig(), image, "tcg")
+    assert snapshot_store.snapshot_for(VMConfig(), image, "tcg") == before
     args = qemu.kernel_args(VMConfig())
-    monkeypatch.setattr(snapshot, "kernel_args", lambda config: [*args, "mitigations=off"])
-    assert snapshot.snapshot_for(VMConfig(), image, "tcg") != before
-    boot = qemu.command_line(VMConfig(), image, "tcg", qemu.RunDir(tmp_path / "run"))
+    monkeypatch.setattr(snapshot_store, "kernel_args",
+                        lambda config: [*args, "mitigations=off"])
+    assert snapshot_store.snapshot_for(VMConfig(), image, "tcg") != before
+    boot = qemu.command_line(VMConfig(), image, "tcg", RunDir(tmp_path / "run"))
     assert boot[boot.index("-append") + 1].startswith(" ".join(args))

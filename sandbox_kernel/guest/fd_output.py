@@ -1,9 +1,9 @@
-"""What the agent reads from the worker's pipes: raw stdout/stderr bytes, made into text
-chunks every 50 ms or 256 KiB, and the message pipe's lines."""
+"""Output the worker's processes write to file descriptors 1 and 2 (a subprocess, C code):
+the agent reads those pipes' raw bytes and makes them into text chunks every 50 ms or 256 KiB."""
 
 import codecs
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import orjson
 
@@ -57,43 +57,3 @@ class StreamChunker:
             self._since = None
             for start in range(0, len(text), FLUSH_BYTES):
                 self._emit(self.name, text[start:start + FLUSH_BYTES])
-
-
-class LineSplitter:
-    """Whole lines, newline included, out of a byte stream. Only a line that spans reads is
-    copied; one longer than ``limit`` is dropped, and None stands in for it."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._tail = bytearray()
-        self._dropping = False
-
-    def feed(self, data: bytes) -> Iterator[memoryview | None]:
-        start = 0
-        if self._tail or self._dropping:
-            cut = data.find(b"\n")
-            if cut < 0:
-                self._keep(data)
-                return
-            if self._dropping:
-                self._dropping = False
-                yield None
-            else:
-                self._tail += data[:cut + 1]
-                line = bytes(self._tail)
-                self._tail.clear()
-                yield memoryview(line)
-            start = cut + 1
-        view = memoryview(data)
-        while (cut := data.find(b"\n", start)) >= 0:
-            yield view[start:cut + 1]
-            start = cut + 1
-        self._keep(view[start:])
-
-    def _keep(self, part: bytes | memoryview) -> None:
-        if self._dropping:
-            return
-        self._tail += part
-        if len(self._tail) > self._limit:
-            self._tail.clear()
-            self._dropping = True

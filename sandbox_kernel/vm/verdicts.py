@@ -1,18 +1,15 @@
-"""Choosing KVM or TCG: by a real probe boot, since /dev/kvm can exist and still be broken."""
+"""The accelerator verdicts: whether KVM works on this host, as a probe boot found it, kept
+per host kernel, QEMU version and CPU model."""
 
 import json
 import os
 import platform
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox_kernel import paths
-from sandbox_kernel.errors import SandboxError
-from sandbox_kernel.image.store import ImagePaths
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.qemu import qemu_version
-
-_PROBE_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -48,9 +45,9 @@ def _load() -> dict[str, dict[str, str]]:
         return {}
 
 
-def _store(key: str, verdict: Verdict) -> None:
+def store_verdict(config: VMConfig, verdict: Verdict) -> None:
     data = _load()
-    data[key] = {"accel": verdict.accel, "reason": verdict.reason}
+    data[host_key(config)] = {"accel": verdict.accel, "reason": verdict.reason}
     target = _verdict_file()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
@@ -63,30 +60,8 @@ def cached_verdict(config: VMConfig) -> Verdict | None:
     return Verdict(found["accel"], found["reason"], cached=True) if found else None
 
 
-async def probe_kvm(config: VMConfig) -> Verdict:
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return Verdict("tcg", "/dev/kvm is missing or not accessible")
-    from sandbox_kernel.vm.machine import SandboxVM
-
-    probe_config = replace(config, boot_attempts=1, boot_timeout_s=_PROBE_TIMEOUT_S,
-                           snapshots=False)
-    vm = SandboxVM(probe_config, accel="kvm")
-    try:
-        await vm.start()
-    except SandboxError as exc:
-        reason = getattr(exc, "reason", str(exc))
-        return Verdict("tcg", f"a KVM probe boot failed: {reason}")
-    finally:
-        await vm.stop()
-    return Verdict("kvm", "a KVM probe boot reached the guest agent")
-
-
-async def choose_accelerator(config: VMConfig, image: ImagePaths | None = None) -> Verdict:
+def configured_verdict(config: VMConfig) -> Verdict | None:
+    """The accelerator the settings name, or the cached verdict; None: a probe must decide."""
     if config.accel != "auto":
         return Verdict(config.accel, "set by configuration (accel or SANDBOX_KERNEL_ACCEL)")
-    cached = cached_verdict(config)
-    if cached is not None:
-        return cached
-    verdict = await probe_kvm(config)
-    _store(host_key(config), verdict)
-    return verdict
+    return cached_verdict(config)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from sandbox_kernel.guest import wire
-from sandbox_kernel.guest.outputs import FLUSH_BYTES as CHUNK_BYTES  # as for fd-level output
+from sandbox_kernel.guest.fd_output import FLUSH_BYTES as CHUNK_BYTES  # as for fd-level output
 
 _FLUSH_AFTER_S = 0.05
 _IDLE_FLUSH_S = 0.2

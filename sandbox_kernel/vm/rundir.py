@@ -1,0 +1,63 @@
+"""A VM's private run folder (mode 0700): its sockets, console log, QEMU's output and pid."""
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox_kernel import paths
+
+RUN_DIR_PREFIX = "sandbox-vm-"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def cmd_socket(self) -> Path:
+        return self.path / "cmd.sock"
+
+    @property
+    def evt_socket(self) -> Path:
+        return self.path / "evt.sock"
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.path / "qmp.sock"
+
+    @property
+    def console_log(self) -> Path:
+        return self.path / "console.log"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.path / "qemu.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.path / "qemu.pid"
+
+    @staticmethod
+    def create() -> "RunDir":
+        sweep_stale_run_dirs()
+        root = paths.run_root()
+        root.mkdir(parents=True, exist_ok=True)
+        return RunDir(Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir=root)))
+
+
+def sweep_stale_run_dirs(min_age_s: float = 600.0) -> None:
+    """Removes run folders whose QEMU is gone: their kernel was killed (SIGKILL) before it
+    could clean up. QEMU itself died with it (PR_SET_PDEATHSIG)."""
+    for folder in paths.run_root().glob(f"{RUN_DIR_PREFIX}*"):
+        try:
+            pid = int((folder / "qemu.pid").read_text())
+            gone = not Path(f"/proc/{pid}").exists()
+        except (OSError, ValueError):
+            try:
+                gone = time.time() - folder.stat().st_mtime > min_age_s
+            except OSError:
+                continue
+        if gone:
+            shutil.rmtree(folder, ignore_errors=True)
