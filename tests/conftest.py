@@ -1,28 +1,53 @@
-"""Suite-wide: after the tests, no QEMU they started may be left running, and no run directory
-behind. Whatever was there before the session (a notebook someone has open) is not counted."""
+"""Suite-wide. The suite runs in folders of its own: its cache (snapshots, the accelerator
+verdict, initramfs files), state (logs) and VM run folders are made for this session and
+removed after it; only the built guest images are shared with the user, read-only. So the
+suite never touches the user's snapshots, and two suites can run at once.
 
+After the tests, no QEMU that they started may be left running, nor a run folder behind."""
+
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
-from sandbox_kernel.vm.rundir import sweep_stale_run_dirs
-from tests.leftovers import qemu_processes, run_dirs
-
-_before: dict[str, set[str]] = {}
+from sandbox_kernel import paths
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _before["qemu"], _before["dirs"] = qemu_processes(), run_dirs()
+def _own_folders() -> Path:
+    images = paths.images_dir()  # the user's (or the one named already), read before moving
+    root = Path(tempfile.mkdtemp(prefix="sandbox-kernel-tests-"))
+    os.environ.update({
+        "SANDBOX_KERNEL_IMAGES_DIR": str(images),
+        "SANDBOX_KERNEL_CACHE_DIR": str(root / "cache"),
+        "SANDBOX_KERNEL_STATE_DIR": str(root / "state"),
+        "SANDBOX_KERNEL_RUN_DIR": str(root / "run"),
+    })
+    return root
+
+
+# At import, before any test (or kernel the tests start, which inherits the environment).
+SUITE_ROOT = _own_folders()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from sandbox_kernel.vm.rundir import sweep_stale_run_dirs
+    from tests.leftovers import qemu_processes, run_dirs
+
     deadline = time.monotonic() + 10  # kernels shut down asynchronously
-    while (qemu := qemu_processes() - _before["qemu"]) and time.monotonic() < deadline:
+    while (qemu := qemu_processes()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    # Tests that SIGKILL a kernel leave its run directory for the next start to sweep.
+    # Tests that SIGKILL a kernel leave its run folder for the next start to sweep.
     sweep_stale_run_dirs()
-    left = sorted(run_dirs() - _before["dirs"])
+    left = sorted(run_dirs())
     if qemu or left:
         print(f"\nLEFT BEHIND by the tests: QEMU processes: {sorted(qemu) or 'none'}; "
-              f"run directories: {left or 'none'}")
+              f"run folders: {left or 'none'}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    shutil.rmtree(SUITE_ROOT / "cache", ignore_errors=True)  # snapshots: ~300 MB each
+    if session.exitstatus == pytest.ExitCode.OK and not qemu:
+        shutil.rmtree(SUITE_ROOT, ignore_errors=True)
+    else:
+        print(f"\nThe suite's logs are kept in {paths.logs_dir()}")

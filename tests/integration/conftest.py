@@ -1,15 +1,8 @@
 from collections.abc import AsyncIterator
 
-import pytest
 import pytest_asyncio
 
 from sandbox_kernel.vm import SandboxVM, VMConfig, start_vm
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "integration" in str(item.path):
-            item.add_marker(pytest.mark.vm)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -12,7 +12,7 @@ from sandbox_kernel.vm.early import EarlyVM
 from tests.integration.vmtools import run
 from tests.leftovers import qemu_processes, run_dirs
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from sandbox_kernel.vm import VMConfig, running_vm, start_vm
 from sandbox_kernel.vm import snapshot_store as snapshots
 from tests.integration.vmtools import run
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
 RANDOMNESS = ("import os, random, uuid, json\n"
               "import numpy as np\n"

@@ -13,7 +13,7 @@ from sandbox_kernel.channel import DualPortChannel
 from sandbox_kernel.vm import SandboxVM, VMConfig, start_vm
 from tests.integration.vmtools import run
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
 
 
 async def test_print_gives_42(vm: SandboxVM) -> None:

@@ -1,9 +1,12 @@
 """jupyter_kernel_test's protocol conformance suite against the installed sandbox-python spec."""
 
 import jupyter_kernel_test
+import pytest
 from jupyter_client.manager import start_new_kernel
 
-from tests.kernel.conftest import BOOT_TIMEOUT, KERNEL_NAME
+from tests.kernel.kernels import BOOT_TIMEOUT, KERNEL_NAME
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(240)]
 
 
 class TestSandboxKernelConformance(jupyter_kernel_test.KernelTests):

@@ -17,10 +17,12 @@ import websocket
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 
-from tests.kernel.conftest import BOOT_TIMEOUT, KERNEL_NAME
+from tests.kernel.kernels import BOOT_TIMEOUT, KERNEL_NAME
 from tests.leftovers import qemu_processes
 
 TOKEN = "sandbox-test-token"
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(240)]
 
 
 class Server:

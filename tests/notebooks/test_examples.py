@@ -14,6 +14,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
 BIN = Path(sys.executable).parent
 
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(400)]
+
 
 def outputs_text(nb: Any) -> str:
     parts = []
