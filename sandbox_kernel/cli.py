@@ -76,7 +76,8 @@ def _install(args: argparse.Namespace) -> int:
     from sandbox_kernel.kernel.install import install
 
     where = install(user=args.user, prefix=args.prefix, sys_prefix=args.sys_prefix,
-                    name=args.name)
+                    name=args.name, display_name=args.display_name, memory_mb=args.memory,
+                    cpus=args.cpus)
     print(f"Installed kernelspec {args.name} in {where}")
     return 0
 
@@ -94,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     build = image_sub.add_parser("build", help="build the guest image (cached)")
     build.add_argument("--recipe", default="default")
     build.add_argument("--force", action="store_true")
-    inst = sub.add_parser("install", help="install the sandbox-python kernelspec")
+    inst = sub.add_parser("install", help="install a kernelspec (sandbox-python by default)")
     where = inst.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true")
     where.add_argument("--sys-prefix", action="store_true")
     where.add_argument("--prefix")
     inst.add_argument("--name", default="sandbox-python")
+    inst.add_argument("--display-name", help="what the launcher shows")
+    inst.add_argument("--memory", type=int, metavar="MB", help="guest memory for this spec")
+    inst.add_argument("--cpus", type=int, metavar="N", help="guest vCPUs for this spec")
     args = parser.parse_args(argv)
     try:
         if args.command == "exec":

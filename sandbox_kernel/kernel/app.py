@@ -7,10 +7,14 @@ from typing import Any, ClassVar
 
 import zmq
 from ipykernel.kernelapp import IPKernelApp
+from jupyter_core.paths import jupyter_config_path
+from traitlets.config import Application
 
 from sandbox_kernel.kernel.early_listen import close_all
 
 _CONTROL_JOIN_S = 2.0
+# The kernel's own settings file, looked for in Jupyter's config folders (~/.jupyter first).
+CONFIG_FILE = "sandbox_kernel_config"
 
 
 class SandboxKernelApp(IPKernelApp):
@@ -26,6 +30,12 @@ class SandboxKernelApp(IPKernelApp):
                 listener.close()
         return int(super()._try_bind_socket(s, port))
 
+    def load_config_file(self, *args: Any, **kwargs: Any) -> None:
+        # IPython's profile (ipython_kernel_config.py) as ipykernel reads it, then our own file
+        # in Jupyter's config folders, which ipykernel never reads: that is where users look.
+        super().load_config_file(*args, **kwargs)
+        Application.load_config_file(self, CONFIG_FILE, path=jupyter_config_path())
+
     def init_sockets(self) -> None:
         try:
             super().init_sockets()
@@ -36,10 +46,13 @@ class SandboxKernelApp(IPKernelApp):
         # earlier, and its start-up work would delay binding the sockets: a frontend that
         # retries its connection every 100 ms (ZMQ's default) then waits a whole extra try.
         from sandbox_kernel.kernel.kernel import SandboxKernel
+        from sandbox_kernel.kernel.settings import VMSettings
         from sandbox_kernel.vm.early import EarlyVM
 
         try:
-            SandboxKernel.early_vm = EarlyVM.begin()
+            # With the settings the kernel will ask for: config files and the command line
+            # (a kernelspec's own) are read by now.
+            SandboxKernel.early_vm = EarlyVM.begin(VMSettings(config=self.config).vm_config())
         except Exception:  # a failed head start must never stop the kernel
             logging.getLogger(__name__).debug("early VM start failed", exc_info=True)
 
