@@ -46,13 +46,13 @@ class Limits:
         except Exception:
             log.exception("share: notify failed")
 
-    def _mb(self, size: int) -> int:
-        return size // MIB
+    def _mb(self, size: int) -> str:
+        return f"{size / MIB:g}"
 
     def file_too_big(self, path: bytes, size: int | None) -> OSError:
         limit = self.settings.max_file_bytes
-        what = f"is {human(size)}" if size is not None else "would grow"
-        self.tell(("max_file", path), f"{shown(path)} {what}, over the shared folder's "
+        what = f"is {human(size)}, over" if size is not None else "would grow past"
+        self.tell(("max_file", path), f"{shown(path)} {what} the shared folder's "
                   f"largest-file limit (c.SandboxKernel.share_max_file_mb = {self._mb(limit)})")
         return _error(errno.EFBIG)
 

@@ -67,14 +67,23 @@ def _resize(s: State, path: bytes, size: int, fd: int | None) -> None:
         s.folder.truncate(path, size)
 
 
+def _when(seconds: int, nanos: int) -> int:
+    """A guest's timestamp (an s64 sent as u64) in ns, within what time_t holds."""
+    if seconds >= 1 << 63:
+        seconds -= 1 << 64
+    if nanos >= 1_000_000_000 or abs(seconds) > 1 << 40:
+        raise _error(errno.EINVAL)
+    return seconds * 1_000_000_000 + nanos
+
+
 def _times(s: State, path: bytes, valid: int, values: tuple[int, ...]) -> None:
     atime, mtime, atime_ns, mtime_ns = values
     st = s.folder.lstat(path)
     now = time.time_ns()
     new_atime = now if valid & w.FATTR_ATIME_NOW else (
-        atime * 1_000_000_000 + atime_ns if valid & w.FATTR_ATIME else st.st_atime_ns)
+        _when(atime, atime_ns) if valid & w.FATTR_ATIME else st.st_atime_ns)
     new_mtime = now if valid & w.FATTR_MTIME_NOW else (
-        mtime * 1_000_000_000 + mtime_ns if valid & w.FATTR_MTIME else st.st_mtime_ns)
+        _when(mtime, mtime_ns) if valid & w.FATTR_MTIME else st.st_mtime_ns)
     s.folder.set_times(path, new_atime, new_mtime)
 
 
