@@ -88,6 +88,8 @@ def unmount(target: str, lazy: bool = True) -> None:
 class Relay:
     """Two threads: whole requests /dev/fuse -> port, whole replies port -> /dev/fuse.
 
+    Start it after mount_fuse(): before the mount, /dev/fuse answers reads with EPERM.
+
     Owns fuse_fd and closes it when either direction ends, which aborts the mount's
     connection: processes then get ENOTCONN rather than hang. The port fd stays the
     caller's.

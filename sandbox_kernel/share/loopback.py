@@ -37,16 +37,19 @@ def loopback_mount(settings: ShareSettings, mountpoint: str,
     transport = ShareTransport(host, server)
     transport.start()
     fuse_fd = share_mount.open_fuse()
-    relay = share_mount.Relay(fuse_fd, guest.fileno())
-    relay.start()
-    mounted = False
     try:
         share_mount.mount_fuse(mountpoint, fuse_fd)
-        mounted = True
+    except BaseException:
+        os.close(fuse_fd)
+        transport.stop()
+        guest.close()
+        raise
+    relay = share_mount.Relay(fuse_fd, guest.fileno())  # after the mount: see Relay
+    relay.start()
+    try:
         yield Loopback(server, transport, relay)
     finally:
-        if mounted:  # lazy: a process still inside cannot keep it
-            share_mount.unmount(mountpoint, lazy=True)
+        share_mount.unmount(mountpoint, lazy=True)  # lazy: a process inside cannot keep it
         relay.stop()  # closes the fuse fd, which aborts anything still waiting
         transport.stop()
         guest.close()
