@@ -107,6 +107,10 @@ class Relay:
                                           name=f"share-{run.__name__}")
                          for run in (self._to_host, self._to_fuse)]
 
+    @property
+    def threads(self) -> tuple[threading.Thread, ...]:
+        return tuple(self._threads)
+
     def start(self) -> None:
         for thread in self._threads:
             thread.start()

@@ -70,7 +70,6 @@ RENAME2_IN = struct.Struct("<QII")
 SETATTR_IN = struct.Struct("<IIQQQQQQIIIIIIII")
 ACCESS_IN = struct.Struct("<II")
 GETXATTR_IN = struct.Struct("<II")
-GETXATTR_OUT = struct.Struct("<II")
 STATFS_OUT = struct.Struct("<QQQQQIII4x24x")
 DIRENT = struct.Struct("<QQII")  # ino, off, namelen, type
 

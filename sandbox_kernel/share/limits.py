@@ -79,6 +79,11 @@ class Limits:
                   "look-ups of further ones fail until it lets some go")
         return _error(errno.ENFILE)
 
+    def too_many_open(self, limit: int) -> OSError:
+        self.tell("open", f"The VM has {limit} files and folders of the shared folder open at "
+                  "once, the most it may; close some to open others")
+        return _error(errno.ENFILE)
+
     def read_only(self, path: bytes) -> OSError:
         areas = ", ".join(repr(w) for w in self.settings.writable) or "none"
         self.tell("writable", f"{shown(path)} is read-only in the VM: only the shared "

@@ -49,14 +49,13 @@ def open_(s: State, h: Header, b: Body) -> bytes:
     writing = flags & os.O_ACCMODE != os.O_RDONLY
     if writing and not s.settings.is_writable(path):
         raise s.limits.read_only(path)
-    if s.handles.full():
-        raise _error(errno.ENFILE)
+    s.ensure_room(node=False, handle=True)
     fd = s.folder.open_file(path, flags)
     size = os.fstat(fd).st_size
     if not writing and size > s.settings.max_file_bytes:
         os.close(fd)
         raise s.limits.file_too_big(path, size)
-    fh = s.handles.add(FileHandle(fd, path, writing))
+    fh = s.add_handle(FileHandle(fd, path, writing))
     # Unchanged files keep the guest's page cache; AUTO_INVAL_DATA drops it when the
     # host's mtime or size moves.
     return w.open_out(fh, 0 if writing else w.FOPEN_KEEP_CACHE)
@@ -84,7 +83,7 @@ def opendir(s: State, h: Header, b: Body) -> bytes:
     path = s.nodes.path(h.nodeid)
     if not stat.S_ISDIR(s.folder.lstat(path).st_mode):
         raise _error(errno.ENOTDIR)
-    return w.open_out(s.handles.add(DirHandle(path)))
+    return w.open_out(s.add_handle(DirHandle(path)))
 
 
 def readdir(s: State, h: Header, b: Body) -> bytes:
@@ -133,12 +132,8 @@ def ok(s: State, h: Header, b: Body) -> bytes:
     return b""
 
 
-def getxattr(s: State, h: Header, b: Body) -> bytes:
-    s.nodes.path(h.nodeid)
-    raise _error(errno.ENODATA)  # no extended attributes are shared
-
-
-def listxattr(s: State, h: Header, b: Body) -> bytes:
-    (size, _) = b.take(w.GETXATTR_IN)
-    s.nodes.path(h.nodeid)
-    return w.GETXATTR_OUT.pack(0, 0) if size == 0 else b""  # an empty list
+def not_asked_again(s: State, h: Header, b: Body) -> bytes:
+    """ENOSYS, which the guest's kernel remembers: it stops sending these, one round trip
+    saved each time. FLUSH then counts as done (writes here are never deferred), and
+    extended attributes are unsupported (callers get ENOTSUP; none are shared)."""
+    raise _error(errno.ENOSYS)

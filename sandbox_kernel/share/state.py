@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sandbox_kernel.share import fuse_wire as w
 from sandbox_kernel.share.folder import Folder, child
-from sandbox_kernel.share.handles import HandleTable
+from sandbox_kernel.share.handles import Handle, HandleTable
 from sandbox_kernel.share.limits import Limits
 from sandbox_kernel.share.nodes import NodeTable, TableFull
 from sandbox_kernel.share.settings import ShareSettings
@@ -63,9 +63,17 @@ class State:
             raise OSError(errno.EACCES, os.strerror(errno.EACCES)) from None
         return child(parent, name)
 
-    def ensure_room(self) -> None:
-        """Before creating anything: fail now rather than leave a file the guest can't use."""
-        if len(self.nodes) >= self.nodes.limit:
+    def ensure_room(self, node: bool, handle: bool) -> None:
+        """Before creating or opening: fail now rather than leave what the guest can't use."""
+        if node and len(self.nodes) >= self.nodes.limit:
             raise self.limits.too_many_files()
-        if self.handles.full():
-            raise OSError(errno.ENFILE, "too many open files in the shared folder")
+        if handle and self.handles.full():
+            raise self.limits.too_many_open(self.handles.limit)
+
+    def add_handle(self, handle: Handle) -> int:
+        try:
+            self.ensure_room(node=False, handle=True)
+        except OSError:
+            handle.close()
+            raise
+        return self.handles.add(handle)

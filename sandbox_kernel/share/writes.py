@@ -22,7 +22,7 @@ def refuse(s: State, h: Header, b: Body) -> bytes:
 def create(s: State, h: Header, b: Body) -> bytes:
     flags, mode, _, _ = b.take(w.CREATE_IN)
     path = s.writable_child(h.nodeid, b.name())
-    s.ensure_room()
+    s.ensure_room(node=True, handle=True)
     fd, created = s.folder.create(path, mode, exclusive=bool(flags & os.O_EXCL))
     try:
         st = os.fstat(fd)
@@ -34,7 +34,7 @@ def create(s: State, h: Header, b: Body) -> bytes:
     except BaseException:
         os.close(fd)
         raise
-    return entry + w.open_out(s.handles.add(FileHandle(fd, path, True)))
+    return entry + w.open_out(s.add_handle(FileHandle(fd, path, True)))
 
 
 def write(s: State, h: Header, b: Body) -> bytes:
@@ -110,7 +110,7 @@ def setattr_(s: State, h: Header, b: Body) -> bytes:
 def mkdir(s: State, h: Header, b: Body) -> bytes:
     mode, _ = b.take(w.MKDIR_IN)
     path = s.writable_child(h.nodeid, b.name())
-    s.ensure_room()
+    s.ensure_room(node=True, handle=False)
     s.folder.mkdir(path, mode)
     return s.entry(path)
 

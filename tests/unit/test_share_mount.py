@@ -74,6 +74,11 @@ def test_reads_files_and_subfolders(base: Path) -> None:
         st = os.stat(view / "data.txt")
         assert (st.st_size, stat.S_IMODE(st.st_mode), st.st_uid) == (5, 0o444, 1000)
         assert stat.S_IMODE(os.stat(view / "sub").st_mode) == 0o555
+        for no_xattrs in (lambda: os.getxattr(view / "data.txt", "user.x"),
+                          lambda: os.listxattr(view / "data.txt")):
+            with pytest.raises(OSError) as unsupported:
+                no_xattrs()
+            assert unsupported.value.errno == errno.ENOTSUP
         walked = [(Path(d).relative_to(view), sorted(f)) for d, _, f in os.walk(view)]
         assert (Path("sub"), sorted(["deep.txt", *[f"part-{i}.csv" for i in range(50)]])) \
             in walked
@@ -138,6 +143,9 @@ class OpenWatch:
         except BlockingIOError:
             return 0
 
+    def close(self) -> None:
+        os.close(self.fd)
+
 
 @pytest.mark.parametrize("kind", ["fifo", "socket", "device"])
 def test_special_files_are_invisible_and_never_opened(base: Path, kind: str) -> None:
@@ -149,16 +157,19 @@ def test_special_files_are_invisible_and_never_opened(base: Path, kind: str) -> 
     else:
         os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null
     watch = OpenWatch(path)
-    with mounted(base, []) as view:
-        assert "special" not in os.listdir(view)
-        assert not os.path.lexists(view / "special")
-        for flags in (os.O_RDONLY | os.O_NONBLOCK, os.O_WRONLY | os.O_NONBLOCK):
-            with pytest.raises(FileNotFoundError):
-                os.open(view / "special", flags)
-    assert watch.events() == 0
-    if kind != "socket":  # the watch itself works: an open here is seen
-        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
-        assert watch.events() > 0
+    try:
+        with mounted(base, []) as view:
+            assert "special" not in os.listdir(view)
+            assert not os.path.lexists(view / "special")
+            for flags in (os.O_RDONLY | os.O_NONBLOCK, os.O_WRONLY | os.O_NONBLOCK):
+                with pytest.raises(FileNotFoundError):
+                    os.open(view / "special", flags)
+        assert watch.events() == 0
+        if kind != "socket":  # the watch itself works: an open here is seen
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+            assert watch.events() > 0
+    finally:
+        watch.close()
 
 
 def test_excluded_secrets_are_invisible(base: Path) -> None:

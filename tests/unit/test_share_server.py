@@ -274,16 +274,21 @@ def test_node_table_is_bounded(kernel: FakeKernel, told: list[str], tree: Path) 
     assert kernel.call(w.LOOKUP, sub, b"n50\0")[0] == 0
 
 
-def test_open_handles_are_bounded(kernel: FakeKernel) -> None:
+def test_open_handles_are_bounded(kernel: FakeKernel, told: list[str]) -> None:
     nodeid = kernel.lookup(w.ROOT_ID, b"data.txt")[0]
     codes = [kernel.call(w.OPEN, nodeid, w.OPEN_IN.pack(0, 0))[0] for _ in range(300)]
     assert codes.count(0) == 256 and set(codes[256:]) == {errno.ENFILE}
+    assert kernel.err(w.OPENDIR, body=w.OPEN_IN.pack(0, 0)) == errno.ENFILE
+    assert told == ["The VM has 256 files and folders of the shared folder open at once, "
+                    "the most it may; close some to open others"]
+    kernel.ok(w.RELEASE, body=w.RELEASE_IN.pack(1, 0, 0, 0))
+    assert kernel.call(w.OPEN, nodeid, w.OPEN_IN.pack(0, 0))[0] == 0
 
 
 def test_unknown_and_unsupported_operations(kernel: FakeKernel) -> None:
-    assert kernel.err(w.GETXATTR, body=w.GETXATTR_IN.pack(100, 0) + b"user.x\0") == errno.ENODATA
-    assert kernel.ok(w.LISTXATTR, body=w.GETXATTR_IN.pack(0, 0)) == w.GETXATTR_OUT.pack(0, 0)
-    for opcode in (w.SETXATTR, 31, 39, 40, 43, 46, 47, 4096, 2**32 - 1):
+    assert kernel.err(w.GETXATTR, body=w.GETXATTR_IN.pack(100, 0) + b"user.x\0") == errno.ENOSYS
+    for opcode in (w.LISTXATTR, w.SETXATTR, w.REMOVEXATTR, w.FLUSH, 31, 39, 40, 43, 46, 47,
+                   4096, 2**32 - 1):
         assert kernel.err(opcode, body=bytes(64)) == errno.ENOSYS
     assert kernel.raw(w.INTERRUPT, body=w.FH_IN.pack(3)) is None
     assert len(kernel.ok(w.STATFS)) == w.STATFS_OUT.size
