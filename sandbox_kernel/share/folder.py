@@ -50,10 +50,10 @@ def child(parent: bytes, name: bytes) -> bytes:
 
 
 class Folder:
-    def __init__(self, root: Path, exclude: tuple[str, ...]) -> None:
+    def __init__(self, root: Path, exclude: tuple[str, ...], openat2: bool = True) -> None:
         self._root = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self._exclude = tuple(p.encode() for p in exclude)
-        self._openat2 = True  # until the kernel or a seccomp filter says otherwise
+        self.openat2 = openat2  # until the kernel or a seccomp filter says otherwise
         self._proc = os.path.isdir("/proc/self/fd")
 
     def close(self) -> None:
@@ -77,7 +77,7 @@ class Folder:
             return int(fd)
         code = ctypes.get_errno()
         if code in (errno.ENOSYS, errno.EPERM):
-            self._openat2 = False
+            self.openat2 = False
         elif code != errno.EAGAIN:  # EAGAIN: a racing rename; the walk settles it
             raise _error(code)
         return None
@@ -86,7 +86,7 @@ class Folder:
         """An O_PATH fd of the directory at path, reached without following any symlink."""
         if not path:
             return os.dup(self._root)
-        if self._openat2 and (fd := self._try_openat2(path)) is not None:
+        if self.openat2 and (fd := self._try_openat2(path)) is not None:
             return fd
         fd = os.dup(self._root)
         try:

@@ -38,7 +38,7 @@ def request(unique: int, opcode: int = w.GETATTR, body: bytes = b"") -> bytes:
 
 
 def read_replies(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
-    data, replies = b"", []
+    data, replies = b"", list[tuple[int, bytes]]()
     while len(replies) < count:
         while len(data) < 16 or len(data) < int.from_bytes(data[:4], "little"):
             chunk = sock.recv(65536)
