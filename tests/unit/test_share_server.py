@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sandbox_kernel.share import fuse_wire as w
+from sandbox_kernel.share.nodes import NodeTable, TableFull
 from sandbox_kernel.share.server import NO_REPLY, FuseServer
 from sandbox_kernel.share.settings import MIB, ShareSettings
 from tests.unit.share_guest import FakeKernel, created_fh
@@ -373,3 +374,17 @@ def test_settings_refuse_writable_paths_outside_the_folder(tree: Path) -> None:
         with pytest.raises(ValueError):
             ShareSettings(tree, writable=(bad,))
     assert ShareSettings(tree, writable=("a/./b/",)).writable_paths == (b"a/b",)
+
+
+def test_node_table_bounds_the_bytes_of_its_paths_too() -> None:
+    table = NodeTable(limit=1000, max_bytes=1000)
+    ids = [table.remember(b"d" * 99 + bytes([65 + i])) for i in range(10)]
+    with pytest.raises(TableFull):
+        table.remember(b"x")
+    table.moved(b"d" * 99 + b"A", b"short", tree=True)
+    table.removed(b"d" * 99 + b"B", tree=False)
+    table.forget(ids[2], 1)
+    assert table.path_bytes == 5 + 7 * 100
+    with pytest.raises(OSError) as too_long:
+        table.remember(b"a/" * 2049)
+    assert too_long.value.errno == errno.ENAMETOOLONG
