@@ -4,6 +4,8 @@ PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 16 * 2**20
 CMD_PORT = "org.sandbox.cmd"
 EVT_PORT = "org.sandbox.evt"
+# Raw FUSE requests and replies for the shared folder (no JSON: see sandbox_kernel/share).
+SHARE_PORT = "org.sandbox.share"
 # The event types that end the request they answer. The host's models and the worker, which
 # writes events without them, both read it here.
 FINAL_EVENT_TYPES = frozenset({

@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,9 +26,10 @@ from sandbox_kernel.constants import (
     FINAL_EVENT_TYPES,
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
+    SHARE_PORT,
 )
 
-__all__ = ["CMD_PORT", "EVT_PORT", "MAX_LINE_BYTES", "PROTOCOL_VERSION"]
+__all__ = ["CMD_PORT", "EVT_PORT", "MAX_LINE_BYTES", "PROTOCOL_VERSION", "SHARE_PORT"]
 
 JSONDict = dict[str, Any]
 
@@ -162,6 +164,29 @@ class Warm(Message):
     modules: list[str] = ["numpy", "matplotlib", "matplotlib.pyplot", "ipywidgets"]
 
 
+def _inside(most_parts: int) -> Any:
+    """A check that a path stays inside the folder it is relative to."""
+    def check(path: str) -> str:
+        parts = path.split("/")
+        if not 0 < len(parts) <= most_parts or len(path) > 4096 or "\0" in path or any(
+                part in ("", ".", "..") for part in parts):
+            raise ValueError(f"{path!r} is not a path inside the folder")
+        return path
+    return check
+
+
+class MountShare(Message):
+    """After a start: the host serves the notebook's folder on the share port; the guest mounts
+    it at /home/user/<name>, the cell's working directory, with its writes kept in the VM but
+    for the ``writable`` subfolders, whose writes reach the host. No name: nothing is shared,
+    and the description says why."""
+
+    type: Literal["mount_share"] = "mount_share"
+    name: Annotated[str, AfterValidator(_inside(1))] | None = None
+    writable: list[Annotated[str, AfterValidator(_inside(32))]] = []
+    description: str = Field("", max_length=4096)  # what %sandbox says
+
+
 class PrepareSnapshot(Message):
     """Before a snapshot: flush and drop the guest's caches so the saved state is small."""
 
@@ -170,7 +195,7 @@ class PrepareSnapshot(Message):
 
 Request = Annotated[
     Ping | Execute | Interrupt | InputReply | Complete | Inspect | IsComplete | History
-    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Warm | PrepareSnapshot,
+    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Warm | MountShare | PrepareSnapshot,
     Field(discriminator="type"),
 ]
 

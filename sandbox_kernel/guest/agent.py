@@ -20,9 +20,11 @@ from collections import deque
 
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
+from sandbox_kernel.guest import shared_folder
 from sandbox_kernel.guest.fd_output import StreamChunker, output_line
 from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port
-from sandbox_kernel.guest.spawn import PATH, WorkerProcess, spawn_worker
+from sandbox_kernel.guest.share_mount import Relay
+from sandbox_kernel.guest.spawn import PATH, USER_HOME, WorkerProcess, spawn_worker
 from sandbox_kernel.lines import LineSplitter
 
 _RNDRESEEDCRNG = 0x5207
@@ -42,11 +44,12 @@ class WorkerSupervisor:
         self._lock = threading.Lock()
         self._swap = threading.Lock()  # held while the worker's pipes are replaced
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cwd = USER_HOME  # where a fresh worker starts: the shared folder, once mounted
         self._start(first)
 
     def _start(self, spawned: WorkerProcess | None = None) -> None:
         self._oom_kills_at_start = oom_kills()
-        spawned = spawned or spawn_worker()
+        spawned = spawned or spawn_worker(self.cwd)
         self.proc = spawned.proc
         self.req_w, self.msg_r = spawned.req_w, spawned.msg_r
         self.out_r, self.err_r = spawned.out_r, spawned.err_r
@@ -202,6 +205,7 @@ class Agent:
         self.cmd = CommandPort(find_port(p.CMD_PORT), p.MAX_LINE_BYTES)
         self.evt = EventPort(find_port(p.EVT_PORT))
         self.worker = WorkerSupervisor(self, first)
+        self.share: Relay | None = None
 
     def send(self, event: p.Message) -> None:
         self.evt.send_json(p.to_json(event))
@@ -253,6 +257,11 @@ class Agent:
                 gc.freeze()  # as the worker does: see its on_warm
                 self._prepare_snapshot()
                 self.send(p.Ack(id=rid))
+            case p.MountShare(name=str(name), writable=writable):
+                if self.share is None:  # once per VM
+                    self.share = shared_folder.mount(find_port(p.SHARE_PORT), name, writable)
+                    self.worker.cwd = shared_folder.guest_path(name)
+                self.worker.submit(request.id, line)  # the worker moves there, and answers
             case p.InputReply():
                 self.worker.submit(None, line)  # part of the execution already in flight
             case _:

@@ -127,7 +127,13 @@ class SandboxExit(ExitAutocall):
 
 
 @magics_class
-class PackageMagics(Magics):
+class SandboxMagics(Magics):
+    @line_magic
+    def sandbox(self, line: str) -> None:
+        """Which folder of the host this VM sees, and with which limits."""
+        print(self.shell.sandbox_description  # type: ignore[union-attr]
+              or "No folder of the host is visible in this VM.")
+
     @line_magic
     def pip(self, line: str) -> None:
         """What pip install, list and show would say about the sandbox image (no network)."""
@@ -151,6 +157,7 @@ class SandboxShell(InteractiveShell):
     displayhook_class = Type(ChannelDisplayHook)
     display_pub_class = Type(ChannelDisplayPublisher)
     keepkernel_on_exit = False
+    sandbox_description = ""  # what the host shares with this VM, for %sandbox
 
     def __init__(self, channel: Channel, **kwargs: Any) -> None:
         tracebacks.install()
@@ -163,7 +170,7 @@ class SandboxShell(InteractiveShell):
         self.last_error_shown = False  # last_error went out as an error event
         # The pager (``obj?``) becomes a payload, as in ipykernel.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
-        self.register_magics(PackageMagics)
+        self.register_magics(SandboxMagics)
         # What IPython's apps, ipykernel's among them, load by default: %store.
         self.extension_manager.load_extension("storemagic")  # type: ignore[union-attr]
 

@@ -42,7 +42,7 @@ class WorkerProcess:
     err_r: int  # its stderr
 
 
-def spawn_worker() -> WorkerProcess:
+def spawn_worker(cwd: str = USER_HOME) -> WorkerProcess:
     req_r, req_w = _pipe()
     msg_r, msg_w = _pipe()
     out_r, out_w = _pipe()
@@ -56,7 +56,7 @@ def spawn_worker() -> WorkerProcess:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from sandbox_kernel.guest.worker import main; main()"],
         stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, msg_w),
-        env=env, cwd=USER_HOME, user=USER_UID, group=USER_UID, extra_groups=[],
+        env=env, cwd=cwd, user=USER_UID, group=USER_UID, extra_groups=[],
         start_new_session=True, preexec_fn=_drop_privileges,
     )
     for fd in (req_r, msg_w, out_w, err_w):

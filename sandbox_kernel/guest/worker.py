@@ -21,6 +21,7 @@ from sandbox_kernel.guest.python_output import (
     flush_outputs,
     open_output,
 )
+from sandbox_kernel.guest.spawn import USER_HOME
 from sandbox_kernel.guest.wire import Request
 
 # What a request handler answers: the event's type and its fields.
@@ -327,6 +328,15 @@ class Worker:
         # snapshot's pages into the VM's own memory.
         gc.collect()
         gc.freeze()
+        return "ack", {}
+
+    def on_mount_share(self, req: Request) -> Reply:
+        # The agent has mounted the folder (if any): cells run there, as in a local kernel
+        # started in the notebook's folder.
+        self.shell.sandbox_description = req.description
+        if req.name is not None:
+            os.chdir(f"{USER_HOME}/{req.name}")
+            self.shell.user_ns["_dh"].append(os.getcwd())
         return "ack", {}
 
     def on_reseed(self, req: Request) -> Reply:

@@ -25,6 +25,8 @@ class Recipe:
         "virtio_blk",
         "virtio_rng",
         "erofs",
+        "fuse",  # the shared folder
+        "overlay",  # and the VM's writes over it
     )
 
     def digest(self) -> str:

@@ -1,5 +1,6 @@
 """Where a built image lives, and whether it is complete."""
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -54,8 +55,16 @@ class ImagePaths:
 
     @property
     def image_id(self) -> str:
-        """Names everything the guest boots: the recipe's folder plus the agent's code."""
-        return f"{self.folder.name}-{agent_digest()}"
+        """Names everything the guest boots: the recipe's folder, the files built for it, and
+        the agent's code. A snapshot holds the guest's page cache of the root, so a rebuilt
+        root (which need not be the same bit for bit) must never meet an older snapshot."""
+        return f"{self.folder.name}-{self.build_id()}-{agent_digest()}"
+
+    def build_id(self) -> str:
+        """Tells one build of the image's files from another, without reading them."""
+        signature = [(st.st_ino, st.st_size, st.st_mtime_ns)
+                     for st in (self.rootfs.stat(), self.kernel.stat())]
+        return hashlib.sha256(repr(signature).encode()).hexdigest()[:12]
 
 
 def image_paths(recipe: Recipe | str = "default") -> ImagePaths:

@@ -4,6 +4,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from sandbox_kernel.share.plan import SharePlan
+
 Accel = Literal["auto", "kvm", "tcg"]
 
 
@@ -29,6 +31,9 @@ class VMConfig:
     boot_attempts: int = 2
     # Generous: thirty kernels restoring at once on two cores take up to about 20 s each.
     restore_timeout_s: float = 30.0
+    # The host folder the VM sees, or why none (None: not asked, as for `sandbox-kernel exec`).
+    # Mounted after the start, so that one snapshot serves every folder: not in machine_key.
+    share: SharePlan | None = None
 
     def __post_init__(self) -> None:
         if self.accel not in ("auto", "kvm", "tcg"):

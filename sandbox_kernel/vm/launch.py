@@ -2,15 +2,19 @@
 since /dev/kvm can exist and still be broken), then the VM started with it."""
 
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from sandbox_kernel.errors import SandboxError, VMStartError
+from sandbox_kernel.share.plan import SharePlan
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.machine import SandboxVM
 from sandbox_kernel.vm.restore import HeadStart
 from sandbox_kernel.vm.verdicts import Verdict, configured_verdict, store_verdict
+
+log = logging.getLogger(__name__)
 
 _PROBE_TIMEOUT_S = 20.0
 
@@ -48,10 +52,24 @@ async def start_vm(config: VMConfig | None = None,
     vm = SandboxVM(config, accel)
     try:
         await vm.start(head_start)
+        if config.share is not None:
+            await _share(vm, config.share)
     except BaseException:
         await vm.stop()
         raise
     return vm
+
+
+async def _share(vm: SandboxVM, plan: SharePlan) -> None:
+    """A folder that cannot be shared leaves the VM without it, and says why, rather than
+    without a kernel."""
+    try:
+        await vm.share_folder(plan)
+    except (SandboxError, OSError) as exc:
+        log.warning("the folder %s could not be shared: %s", plan.settings and
+                    plan.settings.folder, exc)
+        vm.share_failure = f"it could not be mounted ({exc})"
+        await vm.share_folder(SharePlan(None, vm.share_failure))
 
 
 @contextlib.asynccontextmanager

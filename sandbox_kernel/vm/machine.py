@@ -8,6 +8,7 @@ import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -15,9 +16,12 @@ from qemu.qmp import ConnectError, QMPClient, QMPError
 
 from sandbox_kernel import paths
 from sandbox_kernel import protocol as p
-from sandbox_kernel.channel import ChannelClosed, DualPortChannel
+from sandbox_kernel.channel import ChannelClosed, DualPortChannel, peer_pid
 from sandbox_kernel.errors import SandboxError, VMDied, VMStartError
 from sandbox_kernel.image.store import ImagePaths, require_image
+from sandbox_kernel.share.plan import SharePlan, make_writable_folders
+from sandbox_kernel.share.server import FuseServer
+from sandbox_kernel.share.transport import ShareTransport
 from sandbox_kernel.vm import migration, snapshot_store
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.process import QemuProcess
@@ -70,6 +74,12 @@ class SandboxVM:
         self._incoming: str | None = None  # a restore's migration URI
         self._capture_ram: CaptureRam | None = None  # a boot that takes a snapshot
         self._handover: tuple[socket.socket, socket.socket, int] | None = None
+        self._share: ShareTransport | None = None
+        self.shared_folder: str | None = None  # the guest's path of the host folder it sees
+        self.share_failure = ""  # why a folder asked for is not shared
+        # Told when the shared folder's limits refuse the guest something (a thread calls it).
+        self.on_share_notice: Callable[[str], None] = lambda message: log.warning(
+            "shared folder: %s", message)
 
     # --- start ------------------------------------------------------------------------------
     async def start(self, head_start: HeadStart | None = None) -> None:
@@ -350,6 +360,42 @@ class SandboxVM:
             self._qmp = client
         return self._qmp
 
+    # --- the host's folder -------------------------------------------------------------------
+    async def share_folder(self, plan: SharePlan) -> None:
+        """Serves the plan's folder on the share port, and has the guest mount it as the cells'
+        working folder; or tells the guest why nothing is shared (for ``%sandbox``)."""
+        fields: dict[str, object] = {"description": plan.describe()}
+        if plan.settings is not None:
+            settings = replace(plan.settings, overlaid=True)
+            await asyncio.to_thread(make_writable_folders, settings)
+            sock = await asyncio.to_thread(self._connect_share)
+            self._share = ShareTransport(sock, FuseServer(
+                settings, lambda message: self.on_share_notice(message)))
+            self._share.start()
+            fields.update(name=plan.guest_name, writable=list(settings.writable))
+        try:
+            reply = await self.request(p.MountShare, **fields)
+            if not isinstance(reply, p.Ack):
+                raise SandboxError(f"the guest could not mount the shared folder: {reply}")
+        except BaseException:
+            if self._share is not None:
+                await asyncio.to_thread(self._share.stop)
+                self._share = None
+            raise
+        self.shared_folder = plan.guest_path if plan.settings is not None else None
+
+    def _connect_share(self) -> socket.socket:
+        assert self.run is not None and self.proc is not None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.run.share_socket))
+            if peer_pid(sock) != self.proc.pid:
+                raise SandboxError(f"{self.run.share_socket} is not served by this VM's QEMU")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     # --- hand-over between event loops (the kernel starts its VM in a thread) ---------------
     async def detach(self) -> None:
         """Readies a started VM for ``attach`` on another event loop."""
@@ -398,6 +444,9 @@ class SandboxVM:
         await self._teardown()
 
     async def _teardown(self) -> None:
+        if self._share is not None:
+            await asyncio.to_thread(self._share.stop)
+            self._share = None
         if self._qmp is not None:
             with contextlib.suppress(Exception):
                 await self._qmp.disconnect()

@@ -24,6 +24,10 @@ class RunDir:
         return self.path / "evt.sock"
 
     @property
+    def share_socket(self) -> Path:
+        return self.path / "share.sock"
+
+    @property
     def qmp_socket(self) -> Path:
         return self.path / "qmp.sock"
 

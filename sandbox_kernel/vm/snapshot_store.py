@@ -22,8 +22,8 @@ from sandbox_kernel.vm.verdicts import configured_verdict
 log = logging.getLogger(__name__)
 _KEPT_SNAPSHOTS = 3
 # 2: the guest's RAM is a file of its own, mapped copy-on-write by every restore, and the
-# migration stream holds only the device state.
-SNAPSHOT_FORMAT = 2
+# migration stream holds only the device state. 3: a third serial port, for the shared folder.
+SNAPSHOT_FORMAT = 3
 _CAPTURE_PREFIX = ".capture-"
 
 

@@ -170,7 +170,7 @@ async def test_an_unanswered_start_request_is_sent_again_until_answered() -> Non
 def test_a_changed_guest_kernel_command_line_is_a_different_snapshot(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(snapshot_store, "qemu_version", lambda binary: "7.2.0")
-    image = ImagePaths(tmp_path)
+    image = _built_image(tmp_path)
     before = snapshot_store.snapshot_for(VMConfig(), image, "tcg")
     assert snapshot_store.snapshot_for(VMConfig(), image, "tcg") == before
     args = qemu.kernel_args(VMConfig())
@@ -179,3 +179,24 @@ def test_a_changed_guest_kernel_command_line_is_a_different_snapshot(
     assert snapshot_store.snapshot_for(VMConfig(), image, "tcg") != before
     boot = qemu.command_line(VMConfig(), image, "tcg", RunDir(tmp_path / "run"))
     assert boot[boot.index("-append") + 1].startswith(" ".join(args))
+
+
+def _built_image(folder: Path) -> ImagePaths:
+    image = ImagePaths(folder)
+    image.rootfs.write_bytes(b"root")
+    image.kernel.write_bytes(b"vmlinux")
+    return image
+
+
+def test_a_rebuilt_image_is_a_different_snapshot(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # A snapshot holds the guest's page cache of the root: an old one on a new root would
+    # read another file's blocks.
+    monkeypatch.setattr(snapshot_store, "qemu_version", lambda binary: "7.2.0")
+    image = _built_image(tmp_path)
+    before = snapshot_store.snapshot_for(VMConfig(), image, "tcg")
+    assert snapshot_store.snapshot_for(VMConfig(), image, "tcg") == before
+    rebuilt = tmp_path / "root.erofs.part"
+    rebuilt.write_bytes(b"root")  # the same bytes, even: another build
+    rebuilt.replace(image.rootfs)
+    assert snapshot_store.snapshot_for(VMConfig(), image, "tcg") != before
