@@ -110,7 +110,8 @@ async def test_a_larger_file_arrives_byte_exact(vm: SandboxVM) -> None:
 
 
 async def test_writes_stay_in_the_vm(vm: SandboxVM, folder: Path) -> None:
-    out = await ok(vm, "open('out.csv', 'w').write('a,b\\n')\nopen('data.csv', 'a').write('3,4\\n')\n"
+    out = await ok(vm, "open('out.csv', 'w').write('a,b\\n')\n"
+                       "open('data.csv', 'a').write('3,4\\n')\n"
                        "print(open('out.csv').read() + open('data.csv').read())")
     assert out.stdout == "a,b\nx,y\n1,2\n3,4\n\n"
     assert not (folder / "out.csv").exists()
@@ -161,8 +162,8 @@ async def test_symlinks_out_of_the_folder_are_not_followed(vm: SandboxVM) -> Non
 
 
 async def test_devices_fifos_sockets_and_secrets_are_invisible(vm: SandboxVM) -> None:
-    out = await ok(vm, "import os\nprint(sorted(os.listdir()))\n"
-                       "for name in ('pipe', 'sock', 'null', '.ssh/id_rsa', '.env', 'server.pem'):\n"
+    names = ("pipe", "sock", "null", ".ssh/id_rsa", ".env", "server.pem")
+    out = await ok(vm, f"import os\nprint(sorted(os.listdir()))\nfor name in {names}:\n"
                        "    print(name, os.path.lexists(name))")
     listing, *checks = out.stdout.splitlines()
     for hidden in ("pipe", "sock", "null", ".ssh", ".env", "server.pem"):
