@@ -288,7 +288,8 @@ class Agent:
 
 def _warm_cell_path() -> None:
     # QEMU's translated code is not part of a snapshot: validating a cell's messages for the
-    # first time after a restore cost some 20 ms. The worker warms its side meanwhile.
+    # first time after a restore would translate the validators. The worker warms its side
+    # meanwhile.
     p.parse_request(p.encode(p.Execute(id=1, code="0")))
     for event in (p.ExecuteResult(id=1, execution_count=1, data={"text/plain": "0"}),
                   p.ExecuteReply(id=1, status="ok"),

@@ -1,7 +1,7 @@
 """IPython's terminal front end, imported only if something uses it.
 
 ``import IPython`` imports ``IPython.terminal.embed`` for its ``embed()`` shortcut, and with it
-prompt_toolkit and the terminal shell: about 0.8 s of the worker's start under TCG, for a
+prompt_toolkit and the terminal shell, a large share of the worker's start under TCG, for a
 front end a kernel never shows. A stand-in takes that module's place in ``sys.modules``; the
 first lookup of anything else on it, or a call of ``embed()``, imports the real module.
 """

@@ -1,7 +1,7 @@
 """Results whose display is known without asking IPython's formatters.
 
 IPython asks each of its dozen formatters in turn, through a signature-binding decorator
-and traitlets attribute access: about 2 ms a cell under TCG for ``1+1``. For builtins with
+and traitlets attribute access: most of a ``1+1`` cell's time under TCG. For builtins with
 no printer registered in any formatter but text/plain, the display is text/plain alone; for
 scalars whose text/plain printer is IPython's own, that text is their repr.
 """

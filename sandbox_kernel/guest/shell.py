@@ -186,7 +186,7 @@ class SandboxShell(InteractiveShell):
             preprocessing_exc_tuple=preprocessing_exc_tuple)
 
     def init_completer(self) -> None:
-        # IPython's completer imports jedi: some 0.4 s of a cold start under TCG. It is made
+        # IPython's completer imports jedi, a large part of a cold start under TCG. It is made
         # on first use instead; a snapshot's warm-up makes it (see the worker's on_warm).
         self._completer: Any = None
 

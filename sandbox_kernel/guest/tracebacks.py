@@ -1,9 +1,9 @@
 """IPython's coloured tracebacks, without rebuilding pygments' tables for every one, and
 with the exception's notes and an exception group's sub-exceptions.
 
-Each traceback made stack_data derive a fresh lexer class (so pygments recompiled every
-Python token regex) and IPython build a fresh 256-colour formatter and style. Under TCG
-that was about 70 ms of a KeyboardInterrupt's reply. The output is unchanged, but for the
+Otherwise each traceback makes stack_data derive a fresh lexer class (so pygments recompiles
+every Python token regex) and IPython build a fresh 256-colour formatter and style, which is
+slow under TCG even for a KeyboardInterrupt. The output is unchanged, but for the
 notes (``add_note``) and the sub-exceptions of an ``ExceptionGroup`` (what an asyncio
 TaskGroup raises), which Debian 12's IPython 8.5 leaves out and Python prints.
 """

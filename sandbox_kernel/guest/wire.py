@@ -2,7 +2,7 @@
 
 The agent validates every request against the protocol's models before handing it on, and
 every line the worker sends before forwarding it, so the worker needs only the wire format.
-Importing pydantic and the models took about 0.9 s of the worker's start under TCG.
+Importing pydantic and the models would be a large part of the worker's start under TCG.
 """
 
 import base64

@@ -312,7 +312,7 @@ class Worker:
         self.shell.run_cell_unseen("raise KeyboardInterrupt")
         self.shell.last_error = None
         # The completer, and jedi's caches (its grammar, the builtins): without them in the
-        # snapshot the first completion after a restore took about a second.
+        # snapshot, the first completion after a restore would build them, slowly.
         completer = self.shell.Completer
         user_ns = completer.namespace
         completer.namespace = {"os": os, **{alias: sys.modules[name] for alias, name in
@@ -323,9 +323,9 @@ class Worker:
                 self.on_complete(Request(code=code, cursor_pos=len(code)))
         finally:
             completer.namespace = user_ns
-        # Out of the collector's reach from now on: a full collection in a restored VM took
-        # 0.3 s under TCG and wrote to every object's header, copying some 26 MB of the
-        # snapshot's pages into the VM's own memory.
+        # Out of the collector's reach from now on: a full collection in a restored VM would
+        # walk these objects and write to their headers, copying the snapshot's pages into
+        # each VM's own memory.
         gc.collect()
         gc.freeze()
         return "ack", {}
@@ -355,7 +355,7 @@ class Worker:
 
     def _warm_translation(self) -> None:
         # QEMU's translated code is not part of a snapshot, so a restored VM's first cell
-        # would translate the whole cell path (about 60 ms under TCG). Run it once now, after
+        # would translate the whole cell path, slowly under TCG. Run it once now, after
         # the reply: a request that arrives meanwhile waits in the pipe, as it would anyway.
         # An interrupt meanwhile is kept for that request (self.executing is False here).
         self.shell.run_cell_unseen("print(end='')\n0")

@@ -45,8 +45,8 @@ GUEST_WHEELS = (
     "ipywidgets==8.1.9",
     "widgetsnbextension==4.0.16",
     "jupyterlab-widgets==3.0.17",
-    # Output chunks are the one bulk path out of the guest: orjson escapes them in 40 % of
-    # pydantic's time under TCG.
+    # Output chunks are the one bulk path out of the guest: orjson escapes them in less than
+    # half of pydantic's time under TCG.
     "orjson==3.13.0",
 )
 

@@ -29,7 +29,7 @@ class VMConfig:
     # One deadline per boot attempt, and a retry: about one TCG boot in 30 hangs.
     boot_timeout_s: float = 60.0
     boot_attempts: int = 2
-    # Generous: thirty kernels restoring at once on two cores take up to about 20 s each.
+    # Generous: many kernels restoring at once on a small host each take far longer than one.
     restore_timeout_s: float = 30.0
     # The host folder the VM sees, or why none (None: not asked, as for `sandbox-kernel exec`).
     # Mounted after the start, so that one snapshot serves every folder: not in machine_key.

@@ -57,8 +57,8 @@ class EarlyVM:
         self._loop = asyncio.get_running_loop()
         if self._cancelled:  # cancel() came before the loop existed
             raise asyncio.CancelledError
-        # QEMU starts up while the VM manager imports (pydantic and the protocol models, some
-        # 100 ms); loading the snapshot begins once QMP can ask for it (``migration.load_state``).
+        # QEMU starts up while the VM manager imports (pydantic and the protocol models);
+        # loading the snapshot begins once QMP can ask for it (``migration.load_state``).
         head_start = launch_early(self.config)
         try:
             from sandbox_kernel.vm.launch import start_vm

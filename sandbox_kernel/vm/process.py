@@ -35,8 +35,8 @@ def _dies_with_parent(cmd: list[str]) -> tuple[list[str], Callable[[], None] | N
 
     setpriv (util-linux) sets that up and execs QEMU under the same pid. A ``preexec_fn``
     is the fallback only: it runs Python's at-fork hooks, and in a threaded process one of
-    them (concurrent.futures') can corrupt a lock when another thread imports meanwhile;
-    that once left a kernel unable to start its VM."""
+    them (concurrent.futures') can corrupt a lock when another thread imports meanwhile,
+    and the kernel then cannot start its VM."""
     setpriv = _setpriv()
     if setpriv is not None:
         return [setpriv, "--pdeathsig", "KILL", "--", *cmd], None

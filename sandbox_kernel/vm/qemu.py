@@ -26,7 +26,7 @@ def qemu_path(binary: str) -> str:
 
 @cache
 def qemu_version(binary: str) -> str:
-    # Remembered per binary file: running it takes about 15 ms of every kernel start.
+    # Remembered per binary file: running QEMU for it would slow every kernel start.
     path = qemu_path(binary)
     stat = os.stat(path)
     key = f"{os.path.realpath(path)}|{stat.st_mtime_ns}|{stat.st_size}"
@@ -78,7 +78,7 @@ def kernel_args(config: VMConfig) -> list[str]:
     kernel booted with it, so it is part of the snapshot's key."""
     return [
         "console=ttyS0", "quiet", "loglevel=4", "panic=-1", "reboot=t", "random.trust_cpu=on",
-        # The crypto self-tests took some 0.3 s of a TCG boot; nothing on the host relies on
+        # The crypto self-tests are slow under TCG, and nothing on the host relies on
         # the guest's crypto.
         "cryptomgr.notests",
         # khugepaged would rebuild huge pages after a restore, copying tens of MB of guest
