@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import files
 from bench import kernels as k
 from bench.density import max_concurrent
 
@@ -63,6 +64,20 @@ def run(quick: bool) -> dict[str, Any]:
         k.time_to_first_result(k.SANDBOX, {"SANDBOX_KERNEL_SNAPSHOTS": "0"})
         for _ in range(3 if quick else 5)])
 
+    print("the notebook's folder: a file read, a start in a big folder ...", flush=True)
+    with files.folder_with_data(100) as folder:
+        r["ipykernel_file_read_MBps"], r["sandbox_file_read_MBps"] = _alternating(
+            lambda: files.file_read_MBps(k.IPYKERNEL, folder),
+            lambda: files.file_read_MBps(k.SANDBOX, folder), 3)
+    empty = files.empty_folder()
+    try:
+        with files.big_folder() as big:
+            r["sandbox_snapshot_start_emptydir_s"], r["sandbox_snapshot_start_bigdir_s"] = (
+                _alternating(lambda: files.start_in(empty), lambda: files.start_in(big),
+                             starts))
+    finally:
+        files.remove(empty)
+
     print("cells, in batches taken in turn ...", flush=True)
     trips: dict[str, list[float]] = {"ipykernel": [], "sandbox": []}
     with k.kernel(k.IPYKERNEL) as (_, ipy_kc), k.kernel(k.SANDBOX) as (_, sb_kc):
@@ -103,6 +118,11 @@ ROWS = [
     ("trivial cell p50", "ms", "ipykernel_cell_p50_ms", "sandbox_cell_p50_ms"),
     ("trivial cell p90", "ms", "ipykernel_cell_p90_ms", "sandbox_cell_p90_ms"),
     ("stdout throughput", "MB/s", "ipykernel_stdout_MBps", "sandbox_stdout_MBps"),
+    ("file read beside the notebook (100 MB)", "MB/s", "ipykernel_file_read_MBps",
+     "sandbox_file_read_MBps"),
+    ("start: empty folder | 1 GB, 100k files (both sandbox)", "s",
+     "sandbox_snapshot_start_emptydir_s",
+     "sandbox_snapshot_start_bigdir_s"),
     ("interrupt to reply p50", "ms", "ipykernel_interrupt_p50_ms", "sandbox_interrupt_p50_ms"),
     ("restart to first result", "s", "ipykernel_restart_s", "sandbox_restart_s"),
     ("idle memory RSS", "MB", "ipykernel_idle_rss_MB", "sandbox_idle_rss_MB"),

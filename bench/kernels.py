@@ -27,10 +27,12 @@ def median(values: list[float]) -> float:
 
 
 @contextlib.contextmanager
-def kernel(name: str, env: dict[str, str] | None = None
+def kernel(name: str, env: dict[str, str] | None = None, cwd: Path | None = None
            ) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    """A kernel started in ``cwd`` (by default this process's), as Jupyter starts one in
+    its notebook's folder."""
     km = KernelManager(kernel_name=name)
-    km.start_kernel(env={**os.environ, **(env or {})})
+    km.start_kernel(env={**os.environ, **(env or {})}, cwd=str(cwd or Path.cwd()))
     kc = km.client()
     kc.start_channels()
     try:

@@ -2,11 +2,15 @@
 (``c.SandboxKernel.memory_mb = 2048``), made into the VM manager's ``VMConfig``. The app reads
 them too, to start the VM early with the settings the kernel will ask for."""
 
+from pathlib import Path
 from typing import Any, cast
 
-from traitlets import Bool, Enum, Int, Unicode
+from traitlets import Bool, Enum, Int, List, Unicode, Union
 from traitlets.config import Configurable
 
+from sandbox_kernel.share.plan import SharePlan, host_folder
+from sandbox_kernel.share.policy import DEFAULT_EXCLUDES, decide
+from sandbox_kernel.share.settings import MIB, ShareSettings
 from sandbox_kernel.vm.config import Accel, VMConfig
 
 SECTION = "SandboxKernel"  # what users write in their config: the kernel's class name
@@ -23,6 +27,24 @@ class VMSettings(Configurable):
                           "(default: SANDBOX_KERNEL_SNAPSHOTS, or on)").tag(config=True)
     image = Unicode(VMConfig.image, help="Guest image recipe").tag(config=True)
 
+    shared_folder = Union(
+        [Bool(), Unicode()], default_value=True,
+        help="The host folder the cells see as their working folder: True for the folder the "
+             "kernel starts in (the notebook's), a path, or False for none. Never your home "
+             "folder, a folder that holds it, or /.").tag(config=True)
+    writable = List(Unicode(), help="Subfolders of the shared folder whose files the VM "
+                                    "writes to the host (created if missing)").tag(config=True)
+    writable_quota_mb = Int(ShareSettings.write_quota_bytes // MIB,
+                            help="How much the writable subfolders may grow").tag(config=True)
+    share_exclude = List(Unicode(), default_value=list(DEFAULT_EXCLUDES),
+                         help="Names (glob patterns) the VM never sees").tag(config=True)
+    share_max_file_mb = Int(ShareSettings.max_file_bytes // MIB,
+                            help="The largest file the VM may open").tag(config=True)
+    share_max_read_mb = Int(ShareSettings.max_read_bytes // MIB,
+                            help="How much the VM may read in all").tag(config=True)
+    share_max_files = Int(ShareSettings.max_files,
+                          help="Files and folders the VM may hold at once").tag(config=True)
+
     @classmethod
     def section_names(cls) -> list[str]:
         names = super().section_names()
@@ -34,7 +56,26 @@ class VMSettings(Configurable):
             config.accel = cast(Accel, self.accel)  # the Enum trait has checked it
         if self.snapshots is not None:
             config.snapshots = self.snapshots
+        config.share = self.share_plan()
         return config
+
+    def share_plan(self, start_folder: Path | None = None) -> SharePlan:
+        folder = host_folder(self.shared_folder, start_folder)
+        if folder is None:
+            return SharePlan(None, "sharing is off (c.SandboxKernel.shared_folder = False).")
+        decision = decide(folder, Path.home(), tuple(self.share_exclude))
+        if not decision.share:
+            return SharePlan(None, decision.reason)
+        try:
+            settings = ShareSettings(
+                folder=decision.folder, writable=tuple(self.writable),
+                exclude=tuple(self.share_exclude),
+                max_file_bytes=self.share_max_file_mb * MIB,
+                max_read_bytes=self.share_max_read_mb * MIB, max_files=self.share_max_files,
+                write_quota_bytes=self.writable_quota_mb * MIB)
+        except ValueError as exc:  # a writable subfolder outside the folder
+            return SharePlan(None, f"{exc} (c.SandboxKernel.writable).")
+        return SharePlan(settings)
 
 
 def described(config: VMConfig, **more: Any) -> str:

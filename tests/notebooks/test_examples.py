@@ -35,6 +35,15 @@ def mime_types(nb: Any) -> set[str]:
             for mime in out.get("data", {})}
 
 
+def beside(folder: Path) -> Path:
+    """A copy of the examples folder, data files and all: a notebook's cells read what is
+    beside it, and those that write must not write into the checkout."""
+    for item in EXAMPLES.iterdir():
+        if item.is_file():
+            (folder / item.name).write_bytes(item.read_bytes())
+    return folder
+
+
 def check(name: str, nb: Any) -> None:
     text = outputs_text(nb)
     assert "ERROR" not in text, text
@@ -45,19 +54,23 @@ def check(name: str, nb: Any) -> None:
         assert "The slider is at 5" in text
     elif name == "teaching.ipynb":
         assert "All checks passed." in text and "image/png" in mime_types(nb)
+        assert "Last year's class: 24 estimates" in text  # last_year.csv, beside it
     elif name == "isolation.ipynb":
         assert "interfaces: ['lo']" in text and "connection failed" in text
         assert "/work -> does not exist" in text and "the system is read-only" in text
+        assert "working folder: /home/user/" in text and "(on the host) is this VM" in text
+        assert "written here, in the VM only: stays in the VM" in text
         assert "the limit held" in text and "still responsive: 42" in text
     else:
         pytest.fail(f"no expectations written for {name}")
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_nbclient(name: str) -> None:
-    nb = nbformat.read(EXAMPLES / name, as_version=4)
+def test_nbclient(name: str, tmp_path: Path) -> None:
+    folder = beside(tmp_path)
+    nb = nbformat.read(folder / name, as_version=4)
     NotebookClient(nb, kernel_name="sandbox-python", timeout=240, startup_timeout=150,
-                   resources={"metadata": {"path": str(EXAMPLES)}}).execute()
+                   resources={"metadata": {"path": str(folder)}}).execute()
     check(name, nb)
 
 
@@ -65,9 +78,11 @@ def test_nbclient(name: str) -> None:
 def test_papermill(name: str, tmp_path: Path) -> None:
     import papermill
 
+    (tmp_path / "in").mkdir()
+    folder = beside(tmp_path / "in")
     out = tmp_path / name
     params = {"samples": 50_000} if name == "teaching.ipynb" else {}
-    papermill.execute_notebook(str(EXAMPLES / name), str(out), parameters=params,
+    papermill.execute_notebook(str(folder / name), str(out), parameters=params, cwd=str(folder),
                                kernel_name="sandbox-python", start_timeout=150,
                                execution_timeout=240, progress_bar=False)
     nb = nbformat.read(out, as_version=4)
@@ -79,8 +94,7 @@ def test_papermill(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_jupyter_execute(name: str, tmp_path: Path) -> None:
-    copy = tmp_path / name
-    copy.write_bytes((EXAMPLES / name).read_bytes())
+    copy = beside(tmp_path) / name
     proc = subprocess.run(
         [str(BIN / "jupyter"), "execute", "--inplace", "--kernel_name=sandbox-python",
          "--timeout=240", "--startup_timeout=150", str(copy)],

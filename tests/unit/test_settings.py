@@ -2,6 +2,7 @@
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,17 +12,65 @@ from traitlets.config.loader import KVArgParseConfigLoader
 from sandbox_kernel.kernel.app import CONFIG_FILE, SandboxKernelApp
 from sandbox_kernel.kernel.install import install, kernel_spec
 from sandbox_kernel.kernel.settings import VMSettings
+from sandbox_kernel.share.plan import SharePlan
 from sandbox_kernel.vm.config import VMConfig
 
 
 def test_settings_come_from_the_kernel_s_config_section_and_the_command_line() -> None:
     config = Config()
     config.SandboxKernel.cpus = 3
-    assert VMSettings(config=config).vm_config() == VMConfig(cpus=3)
+    assert _machine(VMSettings(config=config).vm_config()) == VMConfig(cpus=3)
     argv = ["--SandboxKernel.memory_mb=2048", "--SandboxKernel.accel=tcg",
             "--SandboxKernel.snapshots=False"]
     settings = VMSettings(config=KVArgParseConfigLoader(argv).load_config())
-    assert settings.vm_config() == VMConfig(memory_mb=2048, accel="tcg", snapshots=False)
+    assert _machine(settings.vm_config()) == VMConfig(memory_mb=2048, accel="tcg",
+                                                      snapshots=False)
+
+
+def _machine(config: VMConfig) -> VMConfig:
+    return replace(config, share=None)
+
+
+def _plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **traits: object) -> SharePlan:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = Config()
+    for name, value in traits.items():
+        config.SandboxKernel[name] = value
+    return VMSettings(config=config).share_plan(start_folder=tmp_path / "home" / "course")
+
+
+def test_the_start_folder_is_shared_with_the_limits_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "home" / "course").mkdir(parents=True)
+    plan = _plan(tmp_path, monkeypatch, writable=["results"], share_max_file_mb=5)
+    assert plan.settings is not None
+    assert plan.settings.folder == tmp_path / "home" / "course"
+    assert plan.settings.writable == ("results",) and plan.settings.max_file_bytes == 5 * 2**20
+    assert plan.guest_path == "/home/user/course"
+    assert "share_max_file_mb" in plan.describe() and "results/" in plan.describe()
+
+
+@pytest.mark.parametrize(("setting", "why"), [
+    (False, "sharing is off"),
+    ("~", "your home folder"),
+    (".", "holds your home folder"),
+    ("/", "root of the file system"),
+    ("~/course/.ssh", "may hold credentials"),
+])
+def test_what_is_never_shared_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         setting: object, why: str) -> None:
+    (tmp_path / "home" / "course" / ".ssh").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    plan = _plan(tmp_path, monkeypatch, shared_folder=setting)
+    assert plan.settings is None
+    assert why in plan.reason and why in plan.describe()
+
+
+def test_a_writable_subfolder_outside_the_folder_shares_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "home" / "course").mkdir(parents=True)
+    plan = _plan(tmp_path, monkeypatch, writable=["../elsewhere"])
+    assert plan.settings is None and "c.SandboxKernel.writable" in plan.reason
 
 
 def test_the_app_reads_sandbox_kernel_config_from_jupyter_s_config_folder(
