@@ -3,7 +3,7 @@ stall."""
 
 import logging
 import socket
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import zmq
 from ipykernel.kernelapp import IPKernelApp
@@ -11,6 +11,9 @@ from jupyter_core.paths import jupyter_config_path
 from traitlets.config import Application
 
 from sandbox_kernel.kernel.early_listen import close_all
+
+if TYPE_CHECKING:
+    from sandbox_kernel.vm.early import EarlyVM
 
 _CONTROL_JOIN_S = 2.0
 # The kernel's own settings file, looked for in Jupyter's config folders (~/.jupyter first).
@@ -20,6 +23,7 @@ CONFIG_FILE = "sandbox_kernel_config"
 class SandboxKernelApp(IPKernelApp):
     # Set by __main__: sockets already listening on our ports, by port (see early_listen).
     early_listeners: ClassVar[dict[int, socket.socket]] = {}
+    _early_vm: "EarlyVM | None" = None
 
     def _try_bind_socket(self, s: zmq.Socket[Any], port: int) -> int:
         listener = self.early_listeners.pop(port, None) if self.transport == "tcp" else None
@@ -45,16 +49,20 @@ class SandboxKernelApp(IPKernelApp):
         # us, while the rest of the kernel starts up and the frontend shakes hands. Any
         # earlier, and its start-up work would delay binding the sockets: a frontend that
         # retries its connection every 100 ms (ZMQ's default) then waits a whole extra try.
-        from sandbox_kernel.kernel.kernel import SandboxKernel
         from sandbox_kernel.kernel.settings import VMSettings
         from sandbox_kernel.vm.early import EarlyVM
 
         try:
             # With the settings the kernel will ask for: config files and the command line
             # (a kernelspec's own) are read by now.
-            SandboxKernel.early_vm = EarlyVM.begin(VMSettings(config=self.config).vm_config())
+            self._early_vm = EarlyVM.begin(VMSettings(config=self.config).vm_config())
         except Exception:  # a failed head start must never stop the kernel
             logging.getLogger(__name__).debug("early VM start failed", exc_info=True)
+
+    def init_kernel(self) -> None:
+        super().init_kernel()
+        # The kernel takes the VM over once it starts (see SandboxKernel._open_guest).
+        self.kernel.early_vm, self._early_vm = self._early_vm, None
 
     def start(self) -> None:
         super().start()

@@ -1,0 +1,279 @@
+"""The guest side of the kernel: Jupyter requests become protocol requests on the VM's channel,
+and the guest's events become IOPub messages, stdin input requests and reply contents.
+
+It knows nothing of ipykernel: it is given the channel and two callables, one that publishes
+on IOPub and one that asks the frontend for input. kernel.py imports it in a thread, since
+pydantic and the protocol's models take about 50 ms to import (see ``_import_guest_modules``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from pydantic import ValidationError
+
+from sandbox_kernel import protocol as p
+from sandbox_kernel.channel import DualPortChannel
+from sandbox_kernel.errors import SandboxError, VMDied
+
+JSONDict = dict[str, Any]
+E = TypeVar("E", bound=p.Message)
+_LATE_PARENTS = 8  # cells whose threads' output still finds its cell
+_COMM_REQUESTS: dict[str, type[p.CommOpen | p.CommMsg | p.CommClose]] = {
+    "comm_open": p.CommOpen, "comm_msg": p.CommMsg, "comm_close": p.CommClose}
+
+
+class Publish(Protocol):
+    """Sends one IOPub message whose parent is ``parent``, signed with the kernel's key."""
+
+    def __call__(self, msg_type: str, content: JSONDict, parent: JSONDict, *,
+                 metadata: JSONDict | None = None, buffers: list[bytes] | None = None
+                 ) -> None: ...
+
+
+# Asks the frontend on stdin (prompt, password, parent, ident, cancel) and blocks until it
+# answers, or returns None once ``cancel`` is set; it runs in a worker thread.
+AskInput = Callable[[str, bool, JSONDict, Any, threading.Event], str | None]
+
+
+def build_models() -> None:
+    """Builds the protocol's validators now, in the loader's thread, rather than model by
+    model on the event loop during the first cell."""
+    p.build_all()
+
+
+class Bridge:
+    def __init__(self, channel: DualPortChannel, publish: Publish, ask_input: AskInput,
+                 log: logging.Logger | None = None) -> None:
+        self._channel = channel
+        self._publish = publish
+        self._ask_input = ask_input
+        self._log = log or logging.getLogger(__name__)
+        self._running: int | None = None  # the execute request a cell waits on
+        self._late_parents: OrderedDict[int, JSONDict] = OrderedDict()  # by request id
+        self._last_parent: JSONDict = {}
+        channel.on_late_event = self._late_event
+
+    # --- execute ------------------------------------------------------------------------------
+    async def execute(self, code: str, *, silent: bool, store_history: bool,
+                      user_expressions: dict[str, Any], allow_stdin: bool, parent: JSONDict,
+                      ident: Any) -> JSONDict:
+        """The execute reply's content. Raises ``VMDied`` when the VM goes away during the
+        cell, and ``SandboxError`` when the agent cannot run it."""
+        channel = self._live_channel()
+        request = self._build(p.Execute, channel, code=code, silent=silent,
+                              store_history=store_history, user_expressions=user_expressions,
+                              allow_stdin=allow_stdin,
+                              parent_msg_id=parent.get("header", {}).get("msg_id", ""))
+        self._remember(request.id, parent)
+        final = await self._run_cell(channel, request, parent, ident)
+        if isinstance(final, p.AgentError):
+            raise SandboxError(f"{final.error_type}: {final.message}")
+        return self._execute_reply(final, parent)
+
+    async def _run_cell(self, channel: DualPortChannel, request: p.Execute, parent: JSONDict,
+                        ident: Any) -> p.ExecuteReply | p.AgentError:
+        inputs = _InputRelay(self._ask_input, channel, request.id, parent, ident)
+        self._running = request.id
+        try:
+            async for event in channel.stream(request):
+                if isinstance(event, p.ExecuteReply | p.AgentError):
+                    return event
+                if isinstance(event, p.InputRequest):
+                    inputs.ask(event)
+                else:
+                    self.forward(event, parent)
+        except VMDied:
+            raise
+        except SandboxError as exc:  # the channel closed: the VM is gone
+            raise VMDied(str(exc)) from exc
+        finally:
+            self._running = None
+            await inputs.close()
+        raise VMDied("the guest sent no completion")
+
+    def _execute_reply(self, done: p.ExecuteReply, parent: JSONDict) -> JSONDict:
+        if done.status == "ok":
+            return {"status": "ok", "execution_count": done.execution_count,
+                    "payload": done.payload, "user_expressions": done.user_expressions}
+        # Frontends show an error by its traceback; one without any would show nothing.
+        content = {"ename": done.ename, "evalue": done.evalue,
+                   "traceback": done.traceback or [f"{done.ename}: {done.evalue}"]}
+        if not done.error_shown:  # an interrupt before the cell started, a worker that died
+            self._publish("error", content, parent)
+        # As ipykernel: payloads whatever the outcome (a cell can page, then fail).
+        return {"status": "error", "execution_count": done.execution_count, **content,
+                "payload": done.payload, "user_expressions": {}}
+
+    def interrupt(self) -> None:
+        """Interrupts the running cell; between cells there is nothing to interrupt."""
+        if self._running is None or self._channel.closed is not None:
+            return
+        with contextlib.suppress(SandboxError):  # a full queue: the guest is stuck anyway
+            self._channel.send(p.Interrupt(id=self._channel.next_id()))
+
+    # --- events -------------------------------------------------------------------------------
+    def forward(self, event: p.Event, parent: JSONDict) -> None:
+        """Publishes a guest event on IOPub, under the request ``parent``."""
+        match event:
+            case p.OutputChunk(name=name, text=text):
+                self._publish("stream", {"name": name, "text": text}, parent)
+            case p.DisplayData(data=data, metadata=md, transient=tr, update=update):
+                self._publish("update_display_data" if update else "display_data",
+                              {"data": data, "metadata": md, "transient": tr}, parent)
+            case p.ExecuteResult(execution_count=count, data=data, metadata=md):
+                self._publish("execute_result",
+                              {"execution_count": count, "data": data, "metadata": md}, parent)
+            case p.ClearOutput(wait=wait):
+                self._publish("clear_output", {"wait": wait}, parent)
+            case p.ErrorOutput(ename=ename, evalue=evalue, traceback=tb):
+                self._publish("error", {"ename": ename, "evalue": evalue, "traceback": tb},
+                              parent)
+            case p.CommEvent():
+                self._publish(event.kind, _comm_content(event), parent,
+                              metadata=event.metadata, buffers=list(event.buffers) or None)
+            case _:
+                self._log.debug("ignoring guest event %s", type(event).__name__)
+
+    def _remember(self, request_id: int, parent: JSONDict) -> None:
+        self._last_parent = parent
+        self._late_parents[request_id] = parent
+        while len(self._late_parents) > _LATE_PARENTS:
+            self._late_parents.popitem(last=False)
+
+    def _late_event(self, event: p.Event) -> None:
+        """An event of a request already answered: what a thread the cell started still
+        prints or displays goes under that cell, as in ipykernel. Comm messages (a widget
+        that a thread updates) go out whatever their request: under the latest request, as
+        ipykernel sends a comm message from a thread of its own."""
+        parent = self._late_parents.get(event.id)
+        if parent is None and isinstance(event, p.CommEvent):
+            parent = self._last_parent
+        if parent is not None:
+            self.forward(event, parent)
+
+    # --- introspection ------------------------------------------------------------------------
+    async def complete(self, code: str, cursor_pos: int) -> JSONDict:
+        reply = await self._ask(p.CompleteReply, p.Complete, code=code, cursor_pos=cursor_pos)
+        return {"status": "ok", "matches": reply.matches, "cursor_start": reply.cursor_start,
+                "cursor_end": reply.cursor_end, "metadata": reply.metadata}
+
+    async def inspect(self, code: str, cursor_pos: int, detail_level: int) -> JSONDict:
+        reply = await self._ask(p.InspectReply, p.Inspect, code=code, cursor_pos=cursor_pos,
+                                detail_level=1 if detail_level else 0)
+        return {"status": "ok", "found": reply.found, "data": reply.data,
+                "metadata": reply.metadata}
+
+    async def is_complete(self, code: str) -> JSONDict:
+        reply = await self._ask(p.IsCompleteReply, p.IsComplete, code=code)
+        content: JSONDict = {"status": reply.status}
+        if reply.status == "incomplete":
+            content["indent"] = reply.indent
+        return content
+
+    async def history(self, hist_access_type: str, output: bool, raw: bool,
+                      session: int | None = None, start: int | None = None,
+                      stop: int | None = None, n: int | None = None,
+                      pattern: str | None = None, unique: bool = False) -> JSONDict:
+        reply = await self._ask(
+            p.HistoryReply, p.History, hist_access_type=hist_access_type, output=output,
+            raw=raw, session=session or 0, start=start or 0, stop=stop, n=n,
+            pattern=pattern or "*", unique=unique)
+        return {"status": "ok", "history": [list(row) for row in reply.history]}
+
+    # --- comms --------------------------------------------------------------------------------
+    async def comm_info(self, target_name: str | None) -> dict[str, dict[str, str]]:
+        return (await self._ask(p.CommInfoReply, p.CommInfo, target_name=target_name)).comms
+
+    async def comm_from_frontend(self, msg: JSONDict) -> None:
+        """Delivers a comm_open, comm_msg or comm_close; what the guest's handler prints,
+        displays or sends back goes out under ``msg``."""
+        channel = self._live_channel()
+        request = self._build(_COMM_REQUESTS[msg["header"]["msg_type"]], channel,
+                              **_comm_fields(msg))
+        self._last_parent = msg
+        async for event in channel.stream(request):
+            self.forward(event, msg)
+
+    # --- requests -----------------------------------------------------------------------------
+    def _live_channel(self) -> DualPortChannel:
+        if self._channel.closed is not None:
+            raise VMDied(str(self._channel.closed))
+        return self._channel
+
+    def _build(self, model: type[E], channel: DualPortChannel, **fields: Any) -> E:
+        # What the frontend sent is untrusted too (a negative cursor position): a request
+        # the protocol refuses gets the fallback reply, not an exception in ipykernel.
+        try:
+            return model(id=channel.next_id(), **fields)
+        except ValidationError as exc:
+            raise SandboxError(f"invalid {model.__name__} request: {exc}") from None
+
+    async def _ask(self, expected: type[E], model: type[p.Message], **fields: Any) -> E:
+        channel = self._live_channel()
+        reply = await channel.request(self._build(model, channel, **fields))
+        if isinstance(reply, expected):
+            return reply
+        if isinstance(reply, p.AgentError):
+            raise SandboxError(f"{reply.error_type}: {reply.message}")
+        raise SandboxError(f"the guest answered {model.__name__} with {type(reply).__name__}")
+
+
+class _InputRelay:
+    """Relays a cell's ``input()`` calls to the frontend, each in a worker thread, and its
+    answers to the guest; ``close`` gives up on the questions still open."""
+
+    def __init__(self, ask_input: AskInput, channel: DualPortChannel, request_id: int,
+                 parent: JSONDict, ident: Any) -> None:
+        self._ask_input = ask_input
+        self._channel = channel
+        self._request_id = request_id
+        self._parent = parent
+        self._ident = ident
+        self._cancel = threading.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def ask(self, event: p.InputRequest) -> None:
+        self._tasks.append(asyncio.create_task(self._relay(event)))
+
+    async def _relay(self, event: p.InputRequest) -> None:
+        value = await asyncio.to_thread(self._ask_input, event.prompt, event.password,
+                                        self._parent, self._ident, self._cancel)
+        if value is not None:
+            self._channel.send(p.InputReply(id=self._request_id, value=value))
+
+    async def close(self) -> None:
+        self._cancel.set()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _comm_content(event: p.CommEvent) -> JSONDict:
+    content: JSONDict = {"comm_id": event.comm_id, "data": event.data}
+    if event.kind == "comm_open":
+        content["target_name"] = event.target_name or ""
+        if event.target_module:
+            content["target_module"] = event.target_module
+    return content
+
+
+def _comm_fields(msg: JSONDict) -> JSONDict:
+    content = msg["content"]
+    kind = msg["header"]["msg_type"]
+    fields: JSONDict = {"comm_id": content.get("comm_id", ""),
+                        "data": content.get("data") or {},
+                        "metadata": msg.get("metadata") or {},
+                        "parent_msg_id": msg["header"].get("msg_id", "")}
+    if kind == "comm_open":
+        fields["target_name"] = content.get("target_name", "")
+    if kind != "comm_close":
+        fields["buffers"] = [bytes(b) for b in msg.get("buffers") or []]
+    return fields

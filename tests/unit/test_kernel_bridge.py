@@ -1,0 +1,89 @@
+"""The kernel's guest side without ipykernel: the bridge on a real channel to a scripted guest,
+publishing into a list."""
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from sandbox_kernel import protocol as p
+from sandbox_kernel.channel import DualPortChannel
+from sandbox_kernel.errors import SandboxError, VMDied
+from sandbox_kernel.kernel.bridge import Bridge
+from tests.unit.kernel_fakes import ScriptedGuest, answer, done
+
+pytestmark = [pytest.mark.timeout(30), pytest.mark.asyncio(loop_scope="function")]
+PARENT = {"header": {"msg_id": "cell-1", "msg_type": "execute_request"}}
+
+
+class Published(list[tuple[str, dict[str, Any], dict[str, Any], Any, Any]]):
+    def __call__(self, msg_type: str, content: dict[str, Any], parent: dict[str, Any], *,
+                 metadata: dict[str, Any] | None = None, buffers: list[bytes] | None = None
+                 ) -> None:
+        self.append((msg_type, content, parent, metadata, buffers))
+
+
+def _never_asked(*_: object) -> str:
+    raise AssertionError("no input was expected")
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def wired() -> AsyncIterator[tuple[ScriptedGuest, DualPortChannel]]:
+    guest = ScriptedGuest()
+    channel = DualPortChannel(Path("cmd"), Path("evt"), peer=os.getpid())
+    await channel.connect(sockets=guest.connect())
+    yield guest, channel
+    await channel.close()
+
+
+@pytest.mark.parametrize(("event", "expected"), [
+    (p.OutputChunk(id=1, name="stderr", text="x"),
+     ("stream", {"name": "stderr", "text": "x"}, None, None)),
+    (p.DisplayData(id=1, data={"a": 1}, update=True),
+     ("update_display_data", {"data": {"a": 1}, "metadata": {}, "transient": {}}, None, None)),
+    (p.CommEvent(id=1, kind="comm_open", comm_id="c", metadata={"v": 2}, buffers=[b"b"]),
+     ("comm_open", {"comm_id": "c", "data": {}, "target_name": ""}, {"v": 2}, [b"b"])),
+    (p.Ack(id=1), None),  # nothing a frontend is told about
+])
+async def test_events_become_iopub_messages_under_the_given_parent(
+        wired: tuple[ScriptedGuest, DualPortChannel], event: p.Message,
+        expected: tuple[Any, ...] | None) -> None:
+    published = Published()
+    Bridge(wired[1], published, _never_asked).forward(event, PARENT)  # type: ignore[arg-type]
+    if expected is None:
+        assert published == []
+    else:
+        msg_type, content, metadata, buffers = expected
+        assert published == [(msg_type, content, PARENT, metadata, buffers)]
+
+
+async def test_a_cell_ends_with_its_reply_content(
+        wired: tuple[ScriptedGuest, DualPortChannel]) -> None:
+    guest, channel = wired
+    guest.on("execute", answer(done(7, payload=[{"source": "page"}])))
+    published = Published()
+    reply = await Bridge(channel, published, _never_asked).execute(
+        "x", silent=False, store_history=True, user_expressions={}, allow_stdin=False,
+        parent=PARENT, ident=[b"frontend"])
+    assert reply == {"status": "ok", "execution_count": 7, "payload": [{"source": "page"}],
+                     "user_expressions": {}}
+    assert guest.next_request().parent_msg_id == "cell-1"
+
+
+async def test_a_closed_channel_is_a_dead_vm(
+        wired: tuple[ScriptedGuest, DualPortChannel]) -> None:
+    bridge = Bridge(wired[1], Published(), _never_asked)
+    await wired[1].close()
+    with pytest.raises(VMDied, match="Restart the kernel"):
+        await bridge.complete("x", 1)
+
+
+async def test_an_unexpected_answer_is_an_error(
+        wired: tuple[ScriptedGuest, DualPortChannel]) -> None:
+    guest, channel = wired
+    guest.on("is_complete", answer(lambda r: p.Ack(id=r.id)))
+    with pytest.raises(SandboxError, match="answered IsComplete with Ack"):
+        await Bridge(channel, Published(), _never_asked).is_complete("x")
