@@ -15,16 +15,17 @@ import contextlib
 import functools
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ipykernel._version import kernel_protocol_version
 from ipykernel.kernelbase import Kernel
-from traitlets import Bool, Enum, Int, Unicode
 
 from sandbox_kernel import __version__
 from sandbox_kernel.errors import SandboxError, VMDied, VMStartError
+from sandbox_kernel.kernel.settings import VMSettings
 from sandbox_kernel.kernel.stdin import ask_frontend
-from sandbox_kernel.vm.config import Accel, VMConfig
+from sandbox_kernel.share.plan import SharePlan
+from sandbox_kernel.vm.config import VMConfig
 
 if TYPE_CHECKING:
     import logging
@@ -50,7 +51,9 @@ def _import_guest_modules() -> tuple[type[Bridge],
     return Bridge, default_starter
 
 
-class SandboxKernel(Kernel):
+class SandboxKernel(Kernel, VMSettings):
+    """The VM's settings are ``VMSettings``' traits (``c.SandboxKernel.memory_mb`` and so on)."""
+
     implementation = "sandbox-kernel"
     implementation_version = __version__
     banner = f"Python 3 in a disposable QEMU VM (sandbox-kernel {__version__})"
@@ -65,14 +68,6 @@ class SandboxKernel(Kernel):
     }
     help_links = [{"text": "Python", "url": "https://docs.python.org/3.11/"}]  # noqa: RUF012
 
-    memory_mb = Int(1024, help="Guest memory in MiB").tag(config=True)
-    cpus = Int(2, help="Guest vCPUs").tag(config=True)
-    accel = Enum(["auto", "kvm", "tcg"], default_value=None, allow_none=True,
-                 help="Accelerator; auto probes KVM once and falls back to TCG").tag(config=True)
-    snapshots = Bool(None, allow_none=True,
-                     help="Start from a memory snapshot when one matches").tag(config=True)
-    image = Unicode("default", help="Guest image recipe").tag(config=True)
-
     @property
     def kernel_info(self) -> dict[str, Any]:
         # ipykernel's own would advertise its debugger and kernel subshells (and import
@@ -82,7 +77,7 @@ class SandboxKernel(Kernel):
             "implementation": self.implementation,
             "implementation_version": self.implementation_version,
             "language_info": self.language_info,
-            "banner": self.banner,
+            "banner": f"{self.banner}\n{self.share().describe()}",
             "help_links": self.help_links,
             "supported_features": [],
         }
@@ -99,6 +94,8 @@ class SandboxKernel(Kernel):
         self._guest_task: asyncio.Task[Bridge] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exit_task: asyncio.Task[None] | None = None
+        self._share_plan: SharePlan | None = None
+        self._share_told = False
         self._register_comm_handlers()
 
     # --- execution count follows the guest's IPython, as IPythonKernel's follows its shell ---
@@ -112,12 +109,16 @@ class SandboxKernel(Kernel):
 
     # --- VM lifecycle ---------------------------------------------------------------------------
     def vm_config(self) -> VMConfig:
-        config = VMConfig(image=self.image, memory_mb=self.memory_mb, cpus=self.cpus)
-        if self.accel is not None:
-            config.accel = cast(Accel, self.accel)  # the Enum trait has checked it
-        if self.snapshots is not None:
-            config.snapshots = self.snapshots
+        config = super().vm_config()
+        config.share = self.share()
         return config
+
+    def share(self) -> SharePlan:
+        """What of the host's files the VM gets: decided once, from the folder the kernel was
+        started in (Jupyter starts it in the notebook's)."""
+        if self._share_plan is None:
+            self._share_plan = self.share_plan()
+        return self._share_plan
 
     def start(self) -> None:
         super().start()
@@ -164,6 +165,7 @@ class SandboxKernel(Kernel):
         vm = self._vm = await starter(self.vm_config())  # cancelled by a shutdown meanwhile
         if vm.channel is None:
             raise VMDied("the VM has no channel to its guest")
+        vm.on_share_notice = lambda text: self._call_on_loop(functools.partial(self._notice, text))
         self._bridge = bridge_class(vm.channel, self._publish,
                                     functools.partial(ask_frontend, self), self.log)
         return self._bridge
@@ -201,6 +203,21 @@ class SandboxKernel(Kernel):
         self._session.send(self.iopub_socket, msg_type, content, parent, metadata=metadata,
                            buffers=buffers)
 
+    def _notice(self, text: str) -> None:
+        """What the sandbox tells the user (a shared folder's limit): on stderr, under the cell
+        that caused it. Made here, never taken from the guest."""
+        self._publish("stream", {"name": "stderr", "text": f"sandbox: {text}\n"},
+                      self.get_parent("shell"))
+
+    def _tell_share_once(self, vm: GuestVM) -> None:
+        """A folder asked for and not shared surprises a user whose files then go missing:
+        the first cell says why."""
+        self._share_told = True
+        plan = self.share()
+        if self.shared_folder is not False and (plan.settings is None or vm.share_failure):
+            why = vm.share_failure or plan.reason
+            self._notice(f"no folder of the host is visible in this VM: {why}")
+
     def _failure(self, exc: BaseException, silent: bool = False) -> dict[str, Any]:
         name = type(exc).__name__
         text = str(exc)
@@ -229,6 +246,8 @@ class SandboxKernel(Kernel):
             bridge = await self._guest()
         except SandboxError as exc:
             return self._failure(exc, silent)
+        if not self._share_told and not silent and self._vm is not None:
+            self._tell_share_once(self._vm)
         try:
             reply = await bridge.execute(
                 code, silent=silent, store_history=store_history,

@@ -111,6 +111,8 @@ class FakeVM:
     def __init__(self, channel: DualPortChannel) -> None:
         self._channel = channel
         self.stopped = False
+        self.share_failure = ""
+        self.on_share_notice: Callable[[str], None] = lambda text: None
 
     @property
     def channel(self) -> DualPortChannel | None:
