@@ -3,7 +3,7 @@ and the guest's events become IOPub messages, stdin input requests and reply con
 
 It knows nothing of ipykernel: it is given the channel and two callables, one that publishes
 on IOPub and one that asks the frontend for input. kernel.py imports it in a thread, since
-pydantic and the protocol's models take about 50 ms to import (see ``_import_guest_modules``).
+pydantic and the protocol's models are slow to import (see ``_load_vm_side``).
 """
 
 from __future__ import annotations

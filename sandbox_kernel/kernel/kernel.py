@@ -1,7 +1,7 @@
 """SandboxKernel: the ipykernel side of the sandbox, an ipykernel ``Kernel`` whose cells run in
 the VM. The guest side, what each request becomes on the VM's channel and what the guest's
 events become on IOPub, is kernel/bridge.py; how the VM is started, kernel/vm_start.py. Both
-are loaded in a thread once the kernel starts (``_import_guest_modules``).
+are loaded in a thread once the kernel starts (``_load_vm_side``).
 
 The VM and its channel live on the shell's event loop (the main thread). Control messages
 (interrupt, shutdown) arrive on ipykernel's control thread and are handed over thread-safely.
@@ -38,10 +38,11 @@ T = TypeVar("T")
 _EXIT_AFTER_S = 0.1  # ipykernel stops its loop this long after `exit`
 
 
-def _import_guest_modules() -> tuple[type[Bridge],
-                                     Callable[[EarlyVM | None, logging.Logger], VMStarter]]:
-    """The bridge and the default VM starter. Runs in a thread: pydantic, the protocol's
-    models and the VM manager take about 50 ms to import, and the kernel process must not
+def _load_vm_side() -> tuple[type[Bridge],
+                             Callable[[EarlyVM | None, logging.Logger], VMStarter]]:
+    """The bridge and the default VM starter (host modules that talk to the VM). Runs in a
+    thread: pydantic, the protocol's models and the VM manager are slow to import, and the
+    kernel process must not
     import them before the early VM start has begun (kernel/app.py), nor on the shell loop,
     which answers the frontend's handshake meanwhile."""
     from sandbox_kernel.kernel.bridge import Bridge, build_models
@@ -160,7 +161,7 @@ class SandboxKernel(Kernel, VMSettings):
             raise VMStartError(f"{type(exc).__name__}: {exc}") from exc
 
     async def _open_guest_unguarded(self) -> Bridge:
-        bridge_class, default_starter = await asyncio.to_thread(_import_guest_modules)
+        bridge_class, default_starter = await asyncio.to_thread(_load_vm_side)
         starter = self._vm_starter or default_starter(self._take_early_vm(), self.log)
         vm = self._vm = await starter(self.vm_config())  # cancelled by a shutdown meanwhile
         if vm.channel is None:

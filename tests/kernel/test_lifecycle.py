@@ -188,7 +188,7 @@ def test_an_unexpected_vm_start_failure_answers_the_cell(tmp_path: Path) -> None
         "import sandbox_kernel.kernel.kernel as k\n"
         "def broken():\n"
         "    raise RuntimeError('injected start failure')\n"
-        "k._import_guest_modules = broken\n")
+        "k._load_vm_side = broken\n")
     reply, _ = _first_cell({"PYTHONPATH": str(tmp_path)}, "1 + 1", timeout=30)
     assert reply["content"]["status"] == "error"
     assert "injected start failure" in reply["content"]["evalue"]

@@ -84,7 +84,9 @@ def test_the_app_reads_sandbox_kernel_config_from_jupyter_s_config_folder(
     SandboxKernelApp.clear_instance()
 
 
-def test_a_kernelspec_with_its_own_settings(tmp_path: Path) -> None:
+def test_a_kernelspec_with_its_own_settings(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))  # not the user's
     spec = kernel_spec(memory_mb=512, cpus=1)
     assert spec["display_name"] == "Python 3 (sandbox VM, 512 MB, 1 vCPU)"
     argv = spec["argv"]
