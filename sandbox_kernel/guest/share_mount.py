@@ -21,6 +21,7 @@ _MAX_REPLY = MAX_IO + 4096
 _OUT_HEADER = 16  # fuse_out_header: len, error, unique
 _PORT_WRITE = 32 * 1024  # virtio_console takes at most this much per write()
 _PORT_READ = 256 * 1024
+_PAGE = 4096
 
 MS_NOSUID, MS_NODEV, MS_BIND, MS_REC = 0x2, 0x4, 0x1000, 0x4000
 MNT_DETACH = 0x2
@@ -188,12 +189,18 @@ class Relay:
     def _to_fuse(self) -> None:
         buf = bytearray(_MAX_REPLY + _PORT_READ)
         view = memoryview(buf)
+        # A virtio-serial port hands out one page-sized buffer per read(); with an iovec of
+        # pages, one readv() takes as many as have arrived, instead of a syscall (and a
+        # round of emulated Python) per page.
+        scratch = bytearray(_PORT_READ)
+        pages = [memoryview(scratch)[at:at + _PAGE] for at in range(0, _PORT_READ, _PAGE)]
         end = 0
         while self._wait(self._port, select.POLLIN):
             try:
-                received = os.readv(self._port, [view[end:]])
+                received = os.readv(self._port, pages)
             except BlockingIOError:
                 continue
+            view[end:end + received] = memoryview(scratch)[:received]
             if received == 0:
                 log.warning("share relay: the host closed the port")
                 return
