@@ -59,6 +59,15 @@ class SandboxKernelApp(IPKernelApp):
         except Exception:  # a failed head start must never stop the kernel
             logging.getLogger(__name__).debug("early VM start failed", exc_info=True)
 
+    def init_io(self) -> None:
+        # ipykernel sends what its process writes to stdout and stderr to the frontend, since
+        # user code runs there. Ours runs in the VM: this process writes only its own logs,
+        # which quote what the guest sent when it sent something wrong, and must not reach a
+        # notebook under no cell. They go to the process's stderr, as any server's logs.
+        self.outstream_class = None
+        self.capture_fd_output = False
+        super().init_io()
+
     def init_kernel(self) -> None:
         super().init_kernel()
         # The kernel takes the VM over once it starts (see SandboxKernel._open_guest).
