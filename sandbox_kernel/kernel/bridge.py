@@ -240,6 +240,11 @@ class _InputRelay:
         self._tasks: list[asyncio.Task[None]] = []
 
     def ask(self, event: p.InputRequest) -> None:
+        """The worker waits on one question at a time: another while one is open was not
+        asked by ``input()`` but forged by the cell, and is dropped."""
+        self._tasks = [task for task in self._tasks if not task.done()]
+        if self._tasks:
+            return
         self._tasks.append(asyncio.create_task(self._relay(event)))
 
     async def _relay(self, event: p.InputRequest) -> None:

@@ -322,3 +322,48 @@ def test_a_shutdown_stops_the_vm(kernel: tuple[KernelUnderTest, InprocClient],
     reply: Any = under_test.on_loop(under_test.kernel.do_shutdown(True))
     assert reply == {"status": "ok", "restart": True}
     assert under_test.starter.vms[0].stopped
+
+
+def test_input_requests_the_cell_forges_while_one_is_open_are_dropped(
+        kernel: tuple[KernelUnderTest, InprocClient], guest: ScriptedGuest) -> None:
+    # The worker runs the cell's code, which can write any event: several questions at once
+    # used to have the stdin socket used from several threads, and zmq abort the kernel.
+    _, client = kernel
+    guest.on("execute", answer(*(lambda r, i=i: p.InputRequest(id=r.id, prompt=f"q{i}")
+                                 for i in range(8))))
+    guest.on("input_reply", lambda r: [p.ExecuteReply(id=r.id, status="ok", execution_count=1)])
+    msg_id = client.execute("input()", allow_stdin=True)
+    asked = client.get_stdin_msg(timeout=TIMEOUT)
+    assert asked["content"]["prompt"] == "q0"
+    with pytest.raises(queue.Empty):
+        client.get_stdin_msg(timeout=0.3)
+    client.input("one")
+    assert reply_to(client, msg_id)["content"]["status"] == "ok"
+    execute = guest.next_request()
+    assert guest.next_request() == p.InputReply(id=execute.id, value="one")
+    with pytest.raises(queue.Empty):
+        guest.next_request(timeout=0.2)
+
+
+def test_one_question_at_a_time_uses_the_stdin_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox_kernel.kernel import stdin
+
+    inside: list[int] = []
+    most: list[int] = []
+
+    def ask(*args: object) -> str:
+        inside.append(1)
+        most.append(len(inside))
+        time.sleep(0.02)
+        inside.pop()
+        return "answer"
+
+    monkeypatch.setattr(stdin, "_ask", ask)
+    never = threading.Event()
+    threads = [threading.Thread(target=ask_frontend, args=(None, "?", False, {}, None, never))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert len(most) == 8 and max(most) == 1
