@@ -31,6 +31,10 @@ class ChannelClosed(SandboxError):
     """The guest side went away (the VM stopped or died)."""
 
 
+class RequestTooLarge(SandboxError):
+    """A request longer than a line may be (a cell of many megabytes)."""
+
+
 class ChannelBusy(SandboxError):
     """The write queue is full: the guest is not reading its command port."""
 
@@ -178,8 +182,13 @@ class DualPortChannel:
         """Queues a request without waiting; fails fast when the guest is not keeping up."""
         if self._closed is not None:
             raise self._closed
+        line = p.encode(request)
+        if len(line) > self.max_line:  # the agent would drop it, and nobody would answer
+            raise RequestTooLarge(
+                f"the {type(request).__name__.lower()} request is {len(line) / 2**20:.1f} MB; "
+                f"the sandbox takes at most {self.max_line // 2**20} MB at a time")
         try:
-            self._outbox.put_nowait(p.encode(request))
+            self._outbox.put_nowait(line)
         except asyncio.QueueFull:
             raise ChannelBusy("the guest is not reading its command port") from None
 

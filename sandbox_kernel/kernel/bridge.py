@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import ValidationError
 
 from sandbox_kernel import protocol as p
-from sandbox_kernel.channel import DualPortChannel
+from sandbox_kernel.channel import DualPortChannel, RequestTooLarge
 from sandbox_kernel.errors import SandboxError, VMDied
 
 JSONDict = dict[str, Any]
@@ -89,7 +89,7 @@ class Bridge:
                     inputs.ask(event)
                 else:
                     self.forward(event, parent)
-        except VMDied:
+        except (VMDied, RequestTooLarge):
             raise
         except SandboxError as exc:  # the channel closed: the VM is gone
             raise VMDied(str(exc)) from exc

@@ -38,3 +38,11 @@ def test_host_warnings_about_bad_guest_lines_never_reach_the_frontend(kernel: Ke
     shown = [m for m in msgs + later if m["msg_type"] != "execute_input"  # the cell's source
              and "FORGED BY THE GUEST" in str(m["content"])]
     assert shown == [], shown
+
+
+def test_a_cell_over_the_line_limit_is_answered_and_the_kernel_goes_on(kernel: Kernel) -> None:
+    _, kc = kernel
+    reply, _ = run(kc, "x = 1\n" + "#" * (17 * 2**20), timeout=30)
+    assert reply["content"]["ename"] == "RequestTooLarge", reply["content"]
+    _, msgs = run(kc, "print('next')")
+    assert [m["content"]["text"] for m in msgs if m["msg_type"] == "stream"] == ["next\n"]

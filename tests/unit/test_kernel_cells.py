@@ -367,3 +367,17 @@ def test_one_question_at_a_time_uses_the_stdin_socket(monkeypatch: pytest.Monkey
     for thread in threads:
         thread.join(5)
     assert len(most) == 8 and max(most) == 1
+
+
+def test_a_cell_too_large_for_the_channel_is_answered_at_once(
+        kernel: tuple[KernelUnderTest, InprocClient], guest: ScriptedGuest) -> None:
+    # The agent drops a line over the limit; the cell then waited for ever.
+    _, client = kernel
+    reply, msgs = run(client, "x = 1\n" + "#" * (17 * 2**20))
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "RequestTooLarge"
+    assert "at most 16 MB" in reply["content"]["evalue"]
+    assert [m["content"]["ename"] for m in msgs if m["msg_type"] == "error"] == [
+        "RequestTooLarge"]
+    with pytest.raises(queue.Empty):
+        guest.next_request(timeout=0.1)
