@@ -8,7 +8,7 @@ HOST_TOOLS := qemu-system-x86_64 mkfs.erofs lz4 dpkg-deb apt-get ldconfig pgrep
 APT_PACKAGES := qemu-system-x86 erofs-utils lz4 procps python3-venv
 PYTEST_ARGS ?=
 
-.PHONY: setup host-tools venv image kernelspec demo test lint clean-cache
+.PHONY: setup host-tools venv image kernelspec demo test fuzz lint clean-cache
 
 setup: host-tools venv image kernelspec
 
@@ -41,6 +41,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The property-based tests of what the host takes from outside, with far more inputs.
+FUZZ_EXAMPLES ?= 100000
+fuzz: venv
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/unit/test_fuzz.py -p no:cacheprovider
 
 lint: venv
 	$(VENV)/bin/ruff check sandbox_kernel tests bench examples/demo.py

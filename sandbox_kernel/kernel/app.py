@@ -64,7 +64,7 @@ class SandboxKernelApp(IPKernelApp):
         # user code runs there. Ours runs in the VM: this process writes only its own logs,
         # which quote what the guest sent when it sent something wrong, and must not reach a
         # notebook under no cell. They go to the process's stderr, as any server's logs.
-        self.outstream_class = None
+        self.outstream_class = None  # type: ignore[assignment]  # the trait allows None
         self.capture_fd_output = False
         super().init_io()
 

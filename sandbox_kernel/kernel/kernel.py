@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import inspect
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,6 +23,7 @@ from ipykernel.kernelbase import Kernel
 
 from sandbox_kernel import __version__
 from sandbox_kernel.errors import SandboxError, VMDied, VMStartError
+from sandbox_kernel.kernel import requests
 from sandbox_kernel.kernel.settings import VMSettings
 from sandbox_kernel.kernel.stdin import ask_frontend
 from sandbox_kernel.share.plan import SharePlan
@@ -98,6 +100,29 @@ class SandboxKernel(Kernel, VMSettings):
         self._share_plan: SharePlan | None = None
         self._share_told = False
         self._register_comm_handlers()
+        for handlers in (self.shell_handlers, self.control_handlers):
+            for msg_type, handler in handlers.items():
+                handlers[msg_type] = self._answering(msg_type, handler)
+
+    def _answering(self, msg_type: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """``handler``, for requests whose content it can read; every other request of a
+        type that has a reply gets an error reply instead of none."""
+        async def answer(stream: Any, ident: Any, msg: dict[str, Any]) -> None:
+            why = requests.problem(msg_type, msg.get("content"))
+            if why is None:
+                try:
+                    result = handler(stream, ident, msg)
+                    if inspect.isawaitable(result):
+                        await result
+                    return
+                except Exception as exc:  # what ipykernel would log, and leave unanswered
+                    self.log.exception("handling %s failed", msg_type)
+                    why = f"{type(exc).__name__}: {exc}"
+            if msg_type.endswith("_request"):
+                self._session.send(stream, msg_type.removesuffix("_request") + "_reply",
+                                   requests.error_reply(msg_type, why, self._next_count),
+                                   msg, ident)
+        return answer
 
     # --- execution count follows the guest's IPython, as IPythonKernel's follows its shell ---
     @property
@@ -232,8 +257,11 @@ class SandboxKernel(Kernel, VMSettings):
                           fallback: T) -> T:
         """The guest's answer to ``ask``, or ``fallback`` when it has none: every request
         gets a reply, with or without a VM."""
-        try:
+        async def on_shell_loop() -> T:
             return await ask(await self._guest())
+
+        try:
+            return await self._on_main_loop(on_shell_loop())
         except SandboxError as exc:
             self.log.warning("sandbox request %s failed: %s", what, exc)
             return fallback
@@ -243,6 +271,13 @@ class SandboxKernel(Kernel, VMSettings):
                          user_expressions: dict[str, Any] | None = None,
                          allow_stdin: bool = False, *, cell_meta: Any = None,
                          cell_id: Any = None) -> dict[str, Any]:
+        # The VM's channel lives on the shell's loop; a request on the control channel comes
+        # on the control thread's.
+        return await self._on_main_loop(self._execute(
+            code, silent, store_history, user_expressions or {}, allow_stdin))
+
+    async def _execute(self, code: str, silent: bool, store_history: bool,
+                       user_expressions: dict[str, Any], allow_stdin: bool) -> dict[str, Any]:
         try:
             bridge = await self._guest()
         except SandboxError as exc:
@@ -252,7 +287,7 @@ class SandboxKernel(Kernel, VMSettings):
         try:
             reply = await bridge.execute(
                 code, silent=silent, store_history=store_history,
-                user_expressions=user_expressions or {}, allow_stdin=allow_stdin,
+                user_expressions=user_expressions, allow_stdin=allow_stdin,
                 parent=self.get_parent("shell"),
                 ident=self._get_shell_context_var(self._shell_parent_ident))
         except SandboxError as exc:
@@ -312,6 +347,22 @@ class SandboxKernel(Kernel, VMSettings):
     def _register_comm_handlers(self) -> None:
         for kind in ("comm_open", "comm_msg", "comm_close"):
             self.shell_handlers[kind] = self._comm_from_frontend
+
+    # --- what the sandbox does not offer -------------------------------------------------------
+    async def _not_offered(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """The debugger and subshells do not reach into the VM, and ipykernel's usage figures
+        would describe this host process: an error reply, rather than ipykernel's silence or
+        its host's figures."""
+        msg_type = parent["header"]["msg_type"]
+        why = f"the sandbox kernel does not offer {msg_type.removesuffix('_request')}"
+        self._session.send(stream, msg_type.removesuffix("_request") + "_reply",
+                           requests.error_reply(msg_type, why, self._next_count), parent, ident)
+
+    # ipykernel names the first argument stream in some and socket in others.
+    debug_request = usage_request = _not_offered
+    create_subshell_request = _not_offered  # type: ignore[assignment]
+    delete_subshell_request = _not_offered  # type: ignore[assignment]
+    list_subshell_request = _not_offered  # type: ignore[assignment]
 
     # --- control --------------------------------------------------------------------------------
     async def interrupt_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
