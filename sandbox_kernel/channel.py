@@ -55,7 +55,9 @@ class DualPortChannel:
         self.protocol_errors: list[str] = []
         self.unsolicited: asyncio.Queue[p.Event] = asyncio.Queue(maxsize=EVENT_QUEUE_DEPTH)
         self._ids = itertools.count(first_id)
-        self._streams: dict[int, asyncio.Queue[p.Event | SandboxError]] = {}
+        # Each request waiting on its events, with the event types that may end it.
+        self._streams: dict[int, tuple[asyncio.Queue[p.Event | SandboxError],
+                                       frozenset[str]]] = {}
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=WRITE_QUEUE_DEPTH)
         self._tasks: list[asyncio.Task[None]] = []
         self._writers: list[asyncio.StreamWriter] = []
@@ -144,9 +146,13 @@ class DualPortChannel:
             self._protocol_error(f"invalid message from the guest: {str(exc)[:300]}"
                                  f" in {line[:120]!r}")
             return
-        queue = self._streams.get(event.id)
-        if queue is not None:
+        waiting = self._streams.get(event.id)
+        if waiting is not None:
+            queue, ends = waiting
             if isinstance(event, p.FINAL_EVENTS):
+                if event.type not in ends:  # a forged or misrouted answer: not this one's end
+                    self._protocol_error(f"a {event.type} cannot answer request {event.id}")
+                    return
                 del self._streams[event.id]  # what comes after it is late
             await queue.put(event)  # bounded: a flood from the guest waits here
         elif event.id == 0:
@@ -168,7 +174,7 @@ class DualPortChannel:
     def _fail(self, error: SandboxError) -> None:
         if self._closed is None:
             self._closed = error
-        for queue in self._streams.values():
+        for queue, _ in self._streams.values():
             # Room is made so that the consumer always learns of the end.
             while queue.full():
                 queue.get_nowait()
@@ -196,7 +202,7 @@ class DualPortChannel:
         """Sends ``request`` and yields its events; ends after the final one."""
         request_id = request.id
         queue: asyncio.Queue[p.Event | SandboxError] = asyncio.Queue(maxsize=EVENT_QUEUE_DEPTH)
-        self._streams[request_id] = queue
+        self._streams[request_id] = (queue, p.ends(str(getattr(request, "type", ""))))
         try:
             self.send(request)
             while True:

@@ -344,6 +344,15 @@ REQUESTS = _by_type(Request)
 EVENTS = _by_type(Event)
 # Events that end the stream of the request they answer.
 FINAL_EVENTS = tuple(EVENTS[kind] for kind in sorted(FINAL_EVENT_TYPES))
+_ANSWERS = {"ping": "pong", "execute": "execute_reply", "complete": "complete_reply",
+            "inspect": "inspect_reply", "is_complete": "is_complete_reply",
+            "history": "history_reply", "comm_info": "comm_info_reply"}
+
+
+def ends(request_type: str) -> frozenset[str]:
+    """The event types that may end a request of ``request_type``: its own answer (an ack
+    for those that have none), or the agent's error."""
+    return frozenset({_ANSWERS.get(request_type, "ack"), "agent_error"})
 
 
 def build_all() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -126,10 +127,10 @@ class Bridge:
                 self._publish("stream", {"name": name, "text": text}, parent)
             case p.DisplayData(data=data, metadata=md, transient=tr, update=update):
                 self._publish("update_display_data" if update else "display_data",
-                              {"data": data, "metadata": md, "transient": tr}, parent)
+                              {"data": _mime(data), "metadata": md, "transient": tr}, parent)
             case p.ExecuteResult(execution_count=count, data=data, metadata=md):
-                self._publish("execute_result",
-                              {"execution_count": count, "data": data, "metadata": md}, parent)
+                self._publish("execute_result", {"execution_count": count,
+                                                 "data": _mime(data), "metadata": md}, parent)
             case p.ClearOutput(wait=wait):
                 self._publish("clear_output", {"wait": wait}, parent)
             case p.ErrorOutput(ename=ename, evalue=evalue, traceback=tb):
@@ -259,6 +260,16 @@ class _InputRelay:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+# type/subtype as RFC 6838 names them: a bundle's keys choose how a frontend renders, and
+# the guest must not invent keys that are not MIME types.
+_NAME = r"[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]{0,126}"
+_MIME_TYPE = re.compile(f"{_NAME}/{_NAME}")
+
+
+def _mime(data: JSONDict) -> JSONDict:
+    return {key: value for key, value in data.items() if _MIME_TYPE.fullmatch(key)}
 
 
 def _comm_content(event: p.CommEvent) -> JSONDict:

@@ -381,3 +381,33 @@ def test_a_cell_too_large_for_the_channel_is_answered_at_once(
         "RequestTooLarge"]
     with pytest.raises(queue.Empty):
         guest.next_request(timeout=0.1)
+
+
+def test_display_keys_that_are_not_mime_types_are_dropped(
+        kernel: tuple[KernelUnderTest, InprocClient], guest: ScriptedGuest) -> None:
+    _, client = kernel
+    forged = {"text/plain": "shown", "image/svg+xml": "<svg/>", "not a mime type": "x",
+              "../../../etc/passwd": "x", "text/": "x", "": "x", "a/b/c": "x"}
+    guest.on("execute", answer(
+        lambda r: p.DisplayData(id=r.id, data=forged),
+        lambda r: p.ExecuteResult(id=r.id, execution_count=1, data=forged),
+        done(1)))
+    _, msgs = run(client, "display()")
+    bundles = [m["content"]["data"] for m in msgs
+               if m["msg_type"] in ("display_data", "execute_result")]
+    assert bundles == [{"text/plain": "shown", "image/svg+xml": "<svg/>"}] * 2
+
+
+def test_a_forged_answer_does_not_end_the_running_cell(
+        kernel: tuple[KernelUnderTest, InprocClient], guest: ScriptedGuest) -> None:
+    # Once, a complete_reply with the cell's id ended the cell as if its VM had died.
+    _, client = kernel
+    guest.on("execute", answer(
+        lambda r: p.CompleteReply(id=r.id, matches=[], cursor_start=0, cursor_end=0),
+        lambda r: p.Pong(id=r.id, agent_version="forged"),
+        lambda r: p.Ack(id=r.id),
+        out("still running\n"),
+        done(1)))
+    reply, msgs = run(client, "1")
+    assert reply["content"]["status"] == "ok"
+    assert _content(msgs, "stream") == [{"name": "stdout", "text": "still running\n"}]
