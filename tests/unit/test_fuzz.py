@@ -96,10 +96,20 @@ def _guest() -> ScriptedGuest:
     return guest
 
 
+_GUESTS: dict[int, ScriptedGuest] = {}
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[InprocClient]:
-    with started(FakeStarter(_guest())) as (_, client):
+    guest = _guest()
+    with started(FakeStarter(guest)) as (_, client):
+        _GUESTS[id(client)] = guest
         yield client
+        del _GUESTS[id(client)]
+
+
+def _guest_of(client: InprocClient) -> ScriptedGuest:
+    return _GUESTS[id(client)]
 
 
 def _send(client: InprocClient, channel: str, msg_type: str, content: Any) -> str:
@@ -131,3 +141,63 @@ def test_a_shutdown_request_it_cannot_read_gets_an_error_reply(client: InprocCli
                                                               content: Any) -> None:
     reply = reply_to(client, _send(client, "control", "shutdown_request", content), "control")
     assert reply["msg_type"] == "shutdown_reply" and reply["content"]["status"] == "error"
+
+
+# --- a guest that sends anything, in any order --------------------------------------------
+
+_OFFSETS = ("this cell", "next", "previous", "none", "far")
+_ENDS_A_CELL = (p.ExecuteReply, p.AgentError)
+
+
+def _event_id(offset: str, cell_id: int) -> int:
+    return {"this cell": cell_id, "next": cell_id + 1, "previous": max(cell_id - 1, 0),
+            "none": 0, "far": 2**40}[offset]
+
+
+_text = st.text(max_size=30)
+_bundle = st.dictionaries(_text, json_values, max_size=3)
+# Any event the guest can send, with id 1 to be replaced by one relative to the cell's.
+_events = st.one_of(
+    st.builds(p.OutputChunk, id=st.just(1), name=st.sampled_from(["stdout", "stderr"]),
+              text=_text),
+    st.builds(p.DisplayData, id=st.just(1), data=_bundle, update=st.booleans()),
+    st.builds(p.ExecuteResult, id=st.just(1), execution_count=st.integers(-3, 10),
+              data=_bundle),
+    st.builds(p.ClearOutput, id=st.just(1), wait=st.booleans()),
+    st.builds(p.ErrorOutput, id=st.just(1), ename=_text, evalue=_text,
+              traceback=st.lists(_text, max_size=3)),
+    st.builds(p.InputRequest, id=st.just(1), prompt=_text, password=st.booleans()),
+    st.builds(p.CommEvent, id=st.just(1),
+              kind=st.sampled_from(["comm_open", "comm_msg", "comm_close"]),
+              comm_id=_text, data=_bundle),
+    st.builds(p.CompleteReply, id=st.just(1), matches=st.lists(_text, max_size=3),
+              cursor_start=st.integers(0, 5), cursor_end=st.integers(0, 5)),
+    st.builds(p.Ack, id=st.just(1)), st.builds(p.Pong, id=st.just(1), agent_version=_text),
+    st.builds(p.Hello, id=st.just(1), agent_version=_text),
+    st.builds(p.AgentError, id=st.just(1), error_type=_text, message=_text),
+    st.builds(p.ExecuteReply, id=st.just(1), status=st.sampled_from(["ok", "error"])),
+)
+_placed = st.tuples(st.sampled_from(_OFFSETS), _events).filter(
+    lambda pair: not (pair[0] == "this cell" and isinstance(pair[1], _ENDS_A_CELL)))
+
+
+@FUZZ
+@given(data=st.data())
+def test_a_cell_ends_whatever_the_guest_sends_first(client: InprocClient,
+                                                   data: st.DataObject) -> None:
+    guest = _guest_of(client)
+    placed = data.draw(st.lists(_placed, max_size=12))
+
+    def anything_then_done(request: Any) -> list[p.Message]:
+        sent = [event.model_copy(update={"id": _event_id(offset, request.id)})
+                for offset, event in placed]
+        return [*sent, p.ExecuteReply(id=request.id, status="ok", execution_count=1)]
+
+    guest.on("execute", anything_then_done)
+    try:
+        reply = reply_to(client, client.execute("1", allow_stdin=False))
+        assert reply["content"]["status"] == "ok", (reply["content"], placed)
+        info = reply_to(client, client.kernel_info())
+        assert info["content"]["status"] == "ok"
+    finally:
+        guest.on("execute", answer(done(1)))
