@@ -1,0 +1,58 @@
+"""Faults from outside the guest's control, and many lives: QEMU killed in the middle of a
+cell, and start/stop cycles that leave nothing behind."""
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from sandbox_kernel import protocol as p
+from sandbox_kernel.errors import SandboxError
+from sandbox_kernel.vm import VMConfig, start_vm
+from tests.leftovers import qemu_processes, run_dirs
+
+# CI runs a few; SANDBOX_KERNEL_CYCLES=100 for the long run.
+CYCLES = int(os.environ.get("SANDBOX_KERNEL_CYCLES", "15"))
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(120 + CYCLES * 10),
+              pytest.mark.asyncio(loop_scope="module")]
+
+
+async def test_qemu_killed_mid_cell_is_a_clear_error_within_a_second() -> None:
+    vm = await start_vm(VMConfig(snapshots=True))
+    try:
+        assert vm.proc is not None and vm.channel is not None
+        events = vm.execute("import time\nprint('started', flush=True)\ntime.sleep(60)")
+        first = await anext(events)
+        assert isinstance(first, p.OutputChunk)
+        vm.proc.signal(signal.SIGKILL)
+        killed = time.monotonic()
+        with pytest.raises(SandboxError) as error:
+            async for _ in events:
+                pass
+        assert time.monotonic() - killed < 1.0
+        assert "Restart the kernel" in str(error.value) or "closed" in str(error.value)
+    finally:
+        await vm.stop()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_start_stop_cycles_leave_nothing_behind() -> None:
+    config = VMConfig(snapshots=True)
+    await (await start_vm(config)).stop()  # the snapshot exists from here on
+    fds, threads = _open_fds(), threading.active_count()
+    for cycle in range(CYCLES):
+        vm = await start_vm(config)
+        assert vm.channel is not None
+        reply = await vm.request(p.Ping)
+        assert isinstance(reply, p.Pong), (cycle, reply)
+        await vm.stop()
+    await asyncio.sleep(0.5)  # threads that finish after stop (the share's, say)
+    assert qemu_processes() == set() and run_dirs() == set()
+    assert _open_fds() <= fds, sorted(os.listdir("/proc/self/fd"))
+    assert threading.active_count() <= threads
