@@ -6,6 +6,7 @@ file descriptors 1 and 2 (a subprocess, C code) is chunked here and forwarded ah
 next event.
 """
 
+import contextlib
 import ctypes
 import fcntl
 import gc
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
@@ -109,9 +111,15 @@ class WorkerSupervisor:
                     chunker.feed(data)
                 chunker.flush()
 
+        # The worker's end, not its pipes': a child it started may hold them open for ever.
+        exited = os.pidfd_open(proc.pid)
         while open_fds:
             waits = [d for c in chunkers.values() if (d := c.due_in()) is not None]
-            readable, _, _ = select.select(list(open_fds), [], [], min(waits) if waits else None)
+            readable, _, _ = select.select([*open_fds, exited], [], [],
+                                           min(waits) if waits else None)
+            if exited in readable:
+                _drain_once(open_fds, chunkers, lines, self._forward)
+                break
             for fd in readable:
                 data = read(fd)
                 if data is None:
@@ -127,6 +135,7 @@ class WorkerSupervisor:
             for chunker in chunkers.values():
                 if chunker.due_in() == 0.0:
                     chunker.flush()
+        os.close(exited)
         for chunker in chunkers.values():
             chunker.flush(final=True)
         self._died(proc)
@@ -160,6 +169,10 @@ class WorkerSupervisor:
 
     def _died(self, proc: "subprocess.Popen[bytes]") -> None:
         code = proc.wait()
+        # What the dead worker started goes with it (its session): it could still write to,
+        # or wait on, a state that is gone.
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
         out_of_memory = code == -signal.SIGKILL and oom_kills() > self._oom_kills_at_start
         how = how_it_ended(code, out_of_memory)
         with self._swap:
@@ -175,6 +188,37 @@ class WorkerSupervisor:
                 evalue=f"The Python process running this code ended ({how}); "
                        "a fresh one has been started and earlier variables are gone.",
             ))
+
+
+_DRAIN_LIMIT = 64 * 2**20
+
+
+def _drain_once(fds: set[int], chunkers: dict[int, StreamChunker], lines: LineSplitter,
+                forward: Callable[[memoryview | None], None]) -> None:
+    """What the pipes hold now that the worker has exited: its last words, bounded, since
+    a child of it may go on writing."""
+    budget = _DRAIN_LIMIT
+
+    def drained(fd: int) -> Iterator[bytes]:
+        nonlocal budget
+        while budget > 0:
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            budget -= len(data)
+            yield data
+
+    for fd, chunker in chunkers.items():  # output first, as events flush it before them
+        for data in drained(fd) if fd in fds else ():
+            chunker.feed(data)
+        chunker.flush()
+    for fd in fds - chunkers.keys():
+        for data in drained(fd):
+            for line in lines.feed(data):
+                forward(line)
 
 
 def oom_kills() -> int:

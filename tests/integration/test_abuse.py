@@ -1,0 +1,25 @@
+"""Cells that abuse the worker: what they do must end in a reply, and the next cell runs."""
+
+import time
+
+import pytest
+
+from sandbox_kernel.vm import SandboxVM
+from tests.integration.vmtools import run
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest.mark.parametrize("child", ["['sleep', '30']", "['sleep', 'infinity']"])
+async def test_a_worker_that_dies_while_its_children_hold_its_pipes_is_seen_at_once(
+        vm: SandboxVM, child: str) -> None:
+    started = time.monotonic()
+    out = await run(vm, f"import os, subprocess\nsubprocess.Popen({child})\n"
+                        "print('bye', flush=True)\nos._exit(3)")
+    assert time.monotonic() - started < 10
+    assert out.complete.ename == "WorkerDied" and "exit code 3" in out.complete.evalue
+    assert out.stdout == "bye\n"
+    after = await run(vm, "import subprocess\n"
+                          "print(subprocess.run(['pgrep', '-c', 'sleep'], capture_output=True,"
+                          " text=True).stdout.strip())")
+    assert after.stdout == "0\n"  # what the dead worker started went with it
