@@ -43,9 +43,11 @@ class WorkerChannel:
         self.after_send: Any = lambda: None
 
     def send(self, kind: str, request_id: int, /, **fields: Any) -> None:
-        line = wire.encode(kind, request_id, **fields)
-        if len(line) > MAX_LINE_BYTES:
-            line = _instead_of_too_large(kind, request_id, len(line), fields)
+        # Sized before encoding: encoding a result of many tens of MB crashed the worker.
+        size = _rough_size(fields)
+        line = b"" if size > MAX_LINE_BYTES else wire.encode(kind, request_id, **fields)
+        if size > MAX_LINE_BYTES or len(line) > MAX_LINE_BYTES:
+            line = _instead_of_too_large(kind, request_id, max(size, len(line)), fields)
         with self.order:
             flush_outputs()
             self.write_line(line)
@@ -68,6 +70,25 @@ class WorkerChannel:
                 return wire.parse_request(line)
             except ValueError:
                 continue  # the agent validated it already; nothing sensible to answer
+
+
+def _rough_size(value: Any, budget: int = MAX_LINE_BYTES + 1) -> int:
+    """At least the encoded size of ``value`` (its strings and bytes), counted only until it
+    is over the line limit."""
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    if isinstance(value, dict):
+        items: Any = (x for pair in value.items() for x in pair)
+    elif isinstance(value, (list, tuple)):
+        items = iter(value)
+    else:
+        return 8
+    total = 0
+    for item in items:
+        total += _rough_size(item, budget - total)
+        if total >= budget:
+            break
+    return total
 
 
 def _instead_of_too_large(kind: str, request_id: int, size: int, fields: dict[str, Any]

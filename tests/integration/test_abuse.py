@@ -23,3 +23,13 @@ async def test_a_worker_that_dies_while_its_children_hold_its_pipes_is_seen_at_o
                           "print(subprocess.run(['pgrep', '-c', 'sleep'], capture_output=True,"
                           " text=True).stdout.strip())")
     assert after.stdout == "0\n"  # what the dead worker started went with it
+
+
+@pytest.mark.parametrize("size_mb", [20, 80, 150])
+async def test_a_result_too_large_to_send_is_a_note_and_the_variables_stay(
+        vm: SandboxVM, size_mb: int) -> None:
+    await run(vm, "kept = 'still here'")
+    out = await run(vm, f"'x' * {size_mb} * 2**20")
+    assert out.complete.status == "ok", out.complete
+    assert "did not send a execute_result" in out.stderr and "16 MB" in out.stderr
+    assert (await run(vm, "print(kept)")).stdout == "still here\n"
