@@ -1,7 +1,8 @@
 """``python -m bench.guest_profile``: where a sandbox VM's own time goes, measured inside the
 guest through the VM API (no Jupyter on top): a trivial cell's round trip against IPython's
 ``run_cell`` within it, a profile of ``run_cell``, and the guest CPU time per MB of stdout of
-each guest thread (from ``/proc/*/task/*/schedstat``, in nanoseconds)."""
+each of the worker's threads (from ``/proc/*/task/*/schedstat``, in nanoseconds). The agent's
+threads do not show: /proc hides root's processes from the cell's user."""
 
 import asyncio
 import json
@@ -14,7 +15,7 @@ from sandbox_kernel.vm import SandboxVM, running_vm
 _CELLS = 200
 _MEGABYTES = 50
 
-# Runs in the worker, which may read any process's schedstat. The agent is PID 1.
+# Runs in the worker, which sees its own processes' schedstat only. The agent is PID 1.
 _THREAD_CPU = """
 import os
 def _thread_cpu_ns():

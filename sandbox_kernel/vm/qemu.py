@@ -85,7 +85,20 @@ def kernel_args(config: VMConfig) -> list[str]:
         # memory that the host then holds for each VM.
         "transparent_hugepage=never",
         f"sandbox.tmpsize={config.tmp_size}", f"sandbox.homesize={config.home_size}",
+        *GUEST_HARDENING,
     ]
+
+
+# What the cell's code, as the unprivileged user, must not have in the guest: kernel
+# addresses, the kernel log, tracing other processes, user namespaces (the way to most
+# kernel attack surface from an unprivileged user). /proc hides other users' processes too
+# (guest/init). KASLR is not among them: a PVH boot skips the decompressor that randomises
+# the kernel, and every VM restored from one snapshot shares its layout anyway.
+GUEST_HARDENING = (
+    "sysctl.kernel.kptr_restrict=2", "sysctl.kernel.dmesg_restrict=1",
+    "sysctl.kernel.yama.ptrace_scope=2", "sysctl.user.max_user_namespaces=0",
+    "sysctl.kernel.unprivileged_bpf_disabled=1", "sysctl.kernel.perf_event_paranoid=3",
+)
 
 
 @dataclass(frozen=True)

@@ -33,3 +33,21 @@ async def test_a_result_too_large_to_send_is_a_note_and_the_variables_stay(
     assert out.complete.status == "ok", out.complete
     assert "did not send a execute_result" in out.stderr and "16 MB" in out.stderr
     assert (await run(vm, "print(kept)")).stdout == "still here\n"
+
+
+async def test_the_cell_s_user_has_no_way_into_the_guest_kernel(vm: SandboxVM) -> None:
+    out = await run(vm, "import ctypes, os\n"
+                        "print(sorted(int(d) for d in os.listdir('/proc') if d.isdigit())[0] > 1)\n"
+                        "for knob in ('kernel/kptr_restrict', 'kernel/dmesg_restrict',\n"
+                        "             'kernel/yama/ptrace_scope', 'user/max_user_namespaces'):\n"
+                        "    print(knob, open('/proc/sys/' + knob).read().strip())\n"
+                        "libc = ctypes.CDLL(None, use_errno=True)\n"
+                        "print('unshare', libc.unshare(0x10000000), ctypes.get_errno() != 0)\n"
+                        "print(open('/proc/kallsyms').readline().split()[0].strip('0') == '')")
+    assert out.stdout.splitlines() == [
+        "True", "kernel/kptr_restrict 2", "kernel/dmesg_restrict 1",
+        "kernel/yama/ptrace_scope 2", "user/max_user_namespaces 0", "unshare -1 True", "True"]
+    log = await run(vm, "import ctypes\nbuf = ctypes.create_string_buffer(4096)\n"
+                        "print(ctypes.CDLL(None, use_errno=True).klogctl(3, buf, 4096),"
+                        " ctypes.get_errno())")  # the kernel log, as dmesg reads it
+    assert log.stdout == "-1 1\n"  # EPERM
