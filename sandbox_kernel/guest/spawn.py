@@ -18,8 +18,25 @@ _PR_SET_NO_NEW_PRIVS = 38
 _MAX_USER_PROCESSES = 1024
 
 
-def _drop_privileges() -> None:
-    """Runs in the worker child after setuid: no way back up, and a bounded process count."""
+WORKER_CGROUP = "/sys/fs/cgroup/worker"  # made by guest/init
+
+
+def _become_the_user() -> None:
+    """Runs in the worker child, as root until it has joined the worker's cgroup (which a
+    process must do before it can start another); then the user for good, with no way back
+    up and a bounded process count."""
+    try:
+        fd = os.open(f"{WORKER_CGROUP}/cgroup.procs", os.O_WRONLY)
+    except FileNotFoundError:
+        pass  # a guest without cgroups (a test on the host): the limits below still hold
+    else:
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    os.setgroups([])
+    os.setresgid(USER_UID, USER_UID, USER_UID)
+    os.setresuid(USER_UID, USER_UID, USER_UID)
     ctypes.CDLL(None).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     resource.setrlimit(resource.RLIMIT_NPROC, (_MAX_USER_PROCESSES, _MAX_USER_PROCESSES))
 
@@ -56,8 +73,7 @@ def spawn_worker(cwd: str = USER_HOME) -> WorkerProcess:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from sandbox_kernel.guest.worker import main; main()"],
         stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, msg_w),
-        env=env, cwd=cwd, user=USER_UID, group=USER_UID, extra_groups=[],
-        start_new_session=True, preexec_fn=_drop_privileges,
+        env=env, cwd=cwd, start_new_session=True, preexec_fn=_become_the_user,
     )
     for fd in (req_r, msg_w, out_w, err_w):
         os.close(fd)

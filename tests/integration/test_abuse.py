@@ -1,9 +1,11 @@
 """Cells that abuse the worker: what they do must end in a reply, and the next cell runs."""
 
+import asyncio
 import time
 
 import pytest
 
+from sandbox_kernel import protocol as p
 from sandbox_kernel.vm import SandboxVM
 from tests.integration.vmtools import run
 
@@ -51,3 +53,42 @@ async def test_the_cell_s_user_has_no_way_into_the_guest_kernel(vm: SandboxVM) -
                         "print(ctypes.CDLL(None, use_errno=True).klogctl(3, buf, 4096),"
                         " ctypes.get_errno())")  # the kernel log, as dmesg reads it
     assert log.stdout == "-1 1\n"  # EPERM
+
+
+_FORK_BOMB = """
+import os
+while True:
+    try:
+        os.fork()
+        hoard = bytearray(8 * 2**20)
+    except OSError:
+        pass
+"""
+
+
+async def test_a_fork_bomb_that_eats_memory_leaves_the_agent_answering_within_a_second(
+        vm: SandboxVM) -> None:
+    # It used to freeze the guest for over a minute, until the out-of-memory killer came.
+    cell = asyncio.ensure_future(run(vm, _FORK_BOMB))
+    await asyncio.sleep(1.0)
+    waits = []
+    for _ in range(40):
+        asked = time.monotonic()
+        assert isinstance(await asyncio.wait_for(vm.request(p.Ping), 30), p.Pong)
+        waits.append(time.monotonic() - asked)
+        await asyncio.sleep(0.25)
+    vm.interrupt()
+    out = await asyncio.wait_for(cell, 120)
+    assert out.complete.status == "error", out.complete
+    assert max(waits) < 1.0, sorted(waits)[-5:]
+    after = await run(vm, "print('next')")
+    assert after.stdout == "next\n"
+
+
+async def test_the_worker_s_processes_share_caps_on_memory_and_processes(vm: SandboxVM) -> None:
+    out = await run(vm, "import os\nprint(open('/proc/self/cgroup').read().strip())\n"
+                        "root = '/sys/fs/cgroup/worker/'\n"
+                        "print(open(root + 'pids.max').read().strip(),"
+                        " int(open(root + 'memory.max').read()) < os.sysconf('SC_PHYS_PAGES')"
+                        " * os.sysconf('SC_PAGE_SIZE'))")
+    assert out.stdout == "0::/worker\n1024 True\n"
