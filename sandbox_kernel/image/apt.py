@@ -58,12 +58,33 @@ def resolve(apt: AptConfig, packages: tuple[str, ...],
     with tempfile.NamedTemporaryFile("w", suffix=".status") as status:
         status.write(_fake_status(apt, excluded))
         status.flush()
-        out = apt.run("apt-get", "-s", "-q", "-o", f"Dir::State::status={status.name}",
-                      "install", *packages)
+        proc = subprocess.run(["apt-get", "-s", "-q", "-o", f"Dir::State::status={status.name}",
+                               "install", *packages], env=apt.env(), capture_output=True,
+                              text=True, check=False)
+    if proc.returncode != 0:
+        raise ImageBuildError(_unresolvable(apt.suite, proc.stdout + proc.stderr))
+    out = proc.stdout
     found = sorted({Package(m[1], m[2]) for m in map(_INST.match, out.splitlines()) if m})
     if not found:
         raise ImageBuildError(f"apt resolved no packages for {packages} in {apt.suite}")
     return found
+
+
+_NOT_THERE = (re.compile(r"Unable to locate package (\S+)"),
+              re.compile(r"Package '?(\S+?)'? has no installation candidate"),
+              re.compile(r"Version '\S+' for '(\S+)' was not found"))
+
+
+def _unresolvable(suite: str, output: str) -> str:
+    """apt's reasons, less its noise: a package the suite lacks, or broken dependencies."""
+    missing = [m for pattern in _NOT_THERE for m in pattern.findall(output)]
+    if missing:
+        return (f"Debian {suite} has no package (or version) {', '.join(missing)}: check the "
+                "recipe's debian list (`apt-cache search` on a Debian machine finds names).")
+    reasons = [line.strip() for line in output.splitlines()
+               if line.startswith(("E:", " ")) and line.strip()]
+    return (f"apt cannot install the recipe's Debian packages together ({suite}):\n  "
+            + "\n  ".join(reasons[-15:]) + "\nChange the recipe's debian or debian_exclude list.")
 
 
 def describe(apt: AptConfig, packages: list[Package]) -> dict[Package, Deb]:
@@ -72,11 +93,21 @@ def describe(apt: AptConfig, packages: list[Package]) -> dict[Package, Deb]:
     for start in range(0, len(packages), _BATCH):
         batch = packages[start:start + _BATCH]
         out = apt.run("apt-get", "download", "--print-uris", *(p.spec for p in batch))
-        debs = [Deb(m[1], m[2]) for m in map(_URI.match, out.splitlines()) if m]
-        if len(debs) != len(batch):
-            raise ImageBuildError(f"apt described {len(debs)} of {len(batch)} packages:\n{out}")
-        found.update(zip(batch, debs, strict=True))
+        found.update(parse_uris(out, batch))
     return found
+
+
+def parse_uris(out: str, packages: list[Package]) -> dict[Package, Deb]:
+    """apt lists the files in an order of its own: each is matched to its package by the
+    name and version in its file name (with an epoch's colon written %3a)."""
+    listed = {}
+    for match in filter(None, map(_URI.match, out.splitlines())):
+        name, version = match[1].split("_")[:2]
+        listed[Package(name, version.replace("%3a", ":"))] = Deb(match[1], match[2])
+    missing = [p.spec for p in packages if p not in listed]
+    if missing:
+        raise ImageBuildError(f"apt gave no file for {', '.join(missing)}:\n{out[-2000:]}")
+    return {p: listed[p] for p in packages}
 
 
 def sha256_of(path: Path) -> str:

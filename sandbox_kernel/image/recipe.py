@@ -10,8 +10,10 @@ from dataclasses import asdict, dataclass
 BUILD_FORMAT = 3
 
 # What the guest agent itself needs of Debian, in every image: Python, IPython (the worker's
-# shell), /bin/sh, bash for %%bash cells, and the commands a notebook expects.
-BASE_DEBIAN = ("python3", "python3-ipython", "dash", "bash", "coreutils", "procps")
+# shell), /bin/sh, bash for %%bash cells, and the commands a notebook expects; and the C++
+# runtime, which manylinux wheels with C++ in them expect of the system.
+BASE_DEBIAN = ("python3", "python3-ipython", "dash", "bash", "coreutils", "procps",
+               "libstdc++6")
 
 # What the guest agent needs of PyPI, in every image: the protocol models and ipywidgets need
 # newer releases than Debian 12 ships. Pinned, so that every image speaks the same protocol.

@@ -3,9 +3,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from sandbox_kernel.image import rootfs
+from sandbox_kernel.image.catalog import builtin
 from sandbox_kernel.image.cpio import write_archive
 from sandbox_kernel.image.linux import load_order, module_depends
-from sandbox_kernel.image.catalog import builtin
 from sandbox_kernel.image.store import ImagePaths, remove_older_images
 
 
