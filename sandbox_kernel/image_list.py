@@ -44,6 +44,6 @@ def rows() -> list[ImageRow]:
     for img in built_images():
         name = img.name
         if catalog.is_builtin(name) and image_paths(name) != img:
-            name += " (outdated: its recipe has changed; build it again)"
+            name += " (outdated: build it again)"
         found.append(ImageRow(name, _size_mb(img), _built(img), _snapshots(img)))
     return found

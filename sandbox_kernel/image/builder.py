@@ -7,7 +7,15 @@ from pathlib import Path
 
 from sandbox_kernel import paths
 from sandbox_kernel.errors import ImageBuildError
-from sandbox_kernel.image import apt, linux, manifest, rootfs, wheel_cache, wheels
+from sandbox_kernel.image import (
+    apt,
+    linkcheck,
+    linux,
+    manifest,
+    rootfs,
+    wheel_cache,
+    wheels,
+)
 from sandbox_kernel.image.apt_config import AptConfig
 from sandbox_kernel.image.guest_python import GuestPython
 from sandbox_kernel.image.progress import console, counted, step
@@ -109,6 +117,13 @@ class _Build:
                                   {path: pin.sha256 for pin, path in zip(pins, files,
                                                                          strict=True)}, target)
         self.contents.wheels = pins
+        self.contents.missing_libraries = linkcheck.missing_libraries(python.root,
+                                                                      python.site_packages)
+        if self.contents.missing_libraries:
+            console.print("[yellow]Note:[/] the wheels need libraries the image lacks, so "
+                          "some of their modules will not import: "
+                          f"{linkcheck.describe(self.contents.missing_libraries)}. Add the "
+                          "Debian packages that have them to the recipe's debian list.")
 
 
 def build(recipe: Recipe, force: bool = False) -> ImagePaths:

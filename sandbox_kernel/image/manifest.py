@@ -24,6 +24,7 @@ class Contents:
     packages: dict[Package, Deb] = field(default_factory=dict)
     wheels: list[Pin] = field(default_factory=list)
     shadowed: list[str] = field(default_factory=list)  # wheels over Debian's own versions
+    missing_libraries: dict[str, list[str]] = field(default_factory=dict)
     modules: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -41,6 +42,7 @@ class Contents:
                 key=lambda deb: deb.file_name)},
             "wheels": [pin.to_json() for pin in self.wheels],
             "wheels_over_debian": self.shadowed,
+            "missing_libraries": self.missing_libraries,
             "preload": list(self.recipe.preload),
             "modules": self.modules,
         }
