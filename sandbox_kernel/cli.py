@@ -1,4 +1,4 @@
-"""``sandbox-kernel``: exec, doctor, image build, install."""
+"""``sandbox-kernel``: exec, doctor, image build, image list, install."""
 
 import argparse
 import asyncio
@@ -106,13 +106,15 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _check_image(image: str) -> None:
+    from sandbox_kernel.image.catalog import is_builtin
     from sandbox_kernel.image.recipe_file import check_name
     from sandbox_kernel.image.store import image_paths
 
     check_name(image)
     if not image_paths(image).base_complete():
+        recipe = image if is_builtin(image) else f"path/to/{image}.toml"
         print(f"sandbox-kernel: note: the image {image!r} is not built yet; its kernels will "
-              f"not start until it is (`sandbox-kernel image build --recipe ...`)",
+              f"not start until it is (`sandbox-kernel image build --recipe {recipe}`)",
               file=sys.stderr)
 
 

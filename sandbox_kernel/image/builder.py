@@ -37,13 +37,13 @@ class _Build:
         self.contents = manifest.Contents(recipe)
         self.downloaded = 0
 
-    def debs(self, packages: list[apt.Package]) -> tuple[dict[apt.Package, apt.Deb],
-                                                         dict[apt.Package, Path]]:
+    def debs(self, packages: list[apt.Package], label: str
+             ) -> tuple[dict[apt.Package, apt.Deb], dict[apt.Package, Path]]:
         described = apt.describe(self.apt, packages)
         dest = paths.debs_dir()
         cached = {p for p, deb in described.items() if (dest / deb.file_name).exists()}
         found: dict[apt.Package, Path] = {}
-        for batch in counted("Downloading Debian packages", list(described.items()), 10):
+        for batch in counted(f"Downloading {label}", list(described.items()), 10):
             found.update(apt.download(self.apt, dict(batch), dest))
         self.downloaded += sum(path.stat().st_size for p, path in found.items()
                                if p not in cached)
@@ -55,7 +55,7 @@ class _Build:
         wanted = [p for p in closure
                   if (p.name.startswith("linux-image-") and p.name != recipe.kernel_package)
                   or p.name == recipe.initramfs_package]
-        self.contents.kernel_packages, debs = self.debs(wanted)
+        self.contents.kernel_packages, debs = self.debs(wanted, "the kernel and busybox")
         tree = self.work / "kernel"
         for deb in debs.values():
             apt.extract(deb, tree)
@@ -75,7 +75,7 @@ class _Build:
         recipe, root = self.recipe, self.work / "root"
         with step(f"Resolving Debian packages ({recipe.suite})"):
             packages = apt.resolve(self.apt, recipe.all_debian, recipe.debian_exclude)
-        self.contents.packages, debs = self.debs(packages)
+        self.contents.packages, debs = self.debs(packages, "Debian packages")
         with step(f"Extracting {len(debs)} Debian packages"):
             rootfs.extract_all(sorted(debs.values()), root)
             rootfs.apply_fixups(root)

@@ -91,6 +91,16 @@ def test_the_built_in_recipes() -> None:
     assert not {"python3-numpy", "python3-matplotlib"} & set(scientific.all_debian)
 
 
+def test_the_built_in_recipes_pass_the_checks_a_kernel_start_skips() -> None:
+    for name in catalog.builtin_names():
+        checked = catalog.builtin(name)
+        assert catalog.builtin(name, checked=False) == checked
+        assert parse((catalog.builtin_folder() / f"{name}.toml").read_text(), name) == checked
+    with pytest.raises(RecipeError, match="is not a requirement"):
+        parse('name = "x"\npypi = ["--pre"]', "x.toml")
+    assert parse('name = "x"\npypi = ["--pre"]', "x.toml", checked=False).pypi == ("--pre",)
+
+
 def test_a_bare_word_names_a_built_in_recipe() -> None:
     with pytest.raises(RecipeError, match=r"no built-in recipe 'sceintific'.*default, "
                                           r"scientific.*path"):
