@@ -82,6 +82,7 @@ class _Build:
         version = next((p.version for p in packages if p.name == "python3"), "")
         python = GuestPython(root, ".".join(version.split(".")[:2]))
         self.wheels(python)
+        python.check_preload(recipe.preload)
         with step("Byte-compiling the guest's Python"):
             python.byte_compile()
         rootfs.slim(root, python.version)

@@ -74,3 +74,19 @@ class GuestPython:
                                  "--invalidation-mode", "unchecked-hash",
                                  "-s", str(self.root), "-p", "/", str(path)),
                     env=self.env(PYTHONHASHSEED="0"), capture_output=True, check=False)
+
+    def check_preload(self, modules: tuple[str, ...]) -> None:
+        """A preload module the image does not have would only be skipped, silently, by the
+        snapshot's warm-up: name it now. Only top-level names are looked up (finding
+        ``a.b`` would run ``a``, which may expect the guest's paths)."""
+        tops = sorted({module.split(".")[0] for module in modules})
+        if not tops:
+            return
+        script = ("import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] "
+                  "if importlib.util.find_spec(m) is None))")
+        missing = self.run("-c", script, *tops).split()
+        if missing:
+            raise ImageBuildError(
+                f"the recipe preloads {', '.join(missing)}, which the image does not have: "
+                "check the recipe's preload list, or add the package that provides it")
+

@@ -59,6 +59,8 @@ def test_a_recipe_image_runs_in_a_kernel_bound_to_it(small_image: Built, tmp_pat
      "there is no package 'sandbox-kernel-no-such-package-zq' on the package index"),
     ('debian = ["python3-no-such-thing"]',
      "Debian bookworm has no package (or version) python3-no-such-thing"),
+    ('preload = ["json", "pandsa.core", "pydantic"]',
+     "the recipe preloads pandsa, which the image does not have"),
 ])
 def test_a_recipe_that_cannot_be_built_says_why(recipe: str, says: str, tmp_path: Path
                                                 ) -> None:
