@@ -5,16 +5,22 @@ PY := $(VENV)/bin/python
 SK := $(VENV)/bin/sandbox-kernel
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST_TOOLS := qemu-system-x86_64 mkfs.erofs lz4 dpkg-deb apt-get ldconfig pgrep
-APT_PACKAGES := qemu-system-x86 erofs-utils lz4 procps python3-venv
+# The builder takes Debian's packages from Debian's archive whatever the host is (an Ubuntu
+# host too), and checks them with Debian's keyring.
+KEYRING := /usr/share/keyrings/debian-archive-keyring.gpg
+APT_PACKAGES := qemu-system-x86 erofs-utils lz4 procps python3-venv debian-archive-keyring
+# What the tests use besides: strace shows that the builder never reads the host's apt set-up.
+TEST_TOOLS := strace
 PYTEST_ARGS ?=
 
-.PHONY: setup host-tools venv image kernelspec demo test fuzz lint clean-cache
+.PHONY: setup host-tools test-tools venv image kernelspec scientific demo test fuzz lint clean-cache
 
 setup: host-tools venv image kernelspec
 
 host-tools:
 	@missing=""; for t in $(HOST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	[ -f $(KEYRING) ] || missing="$$missing debian-archive-keyring"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing host tools (missing:$$missing)"; \
 	  $(SUDO) apt-get update -q && \
@@ -35,11 +41,21 @@ image: venv host-tools
 kernelspec: venv
 	$(SK) install --sys-prefix
 
+# The scientific image (pandas, SciPy, scikit-learn, seaborn...) and its kernelspec,
+# sandbox-scientific: not part of setup, since it doubles the download and the disk.
+scientific: venv host-tools
+	$(SK) image build --recipe scientific
+	$(SK) install --sys-prefix --image scientific
+
+test-tools:
+	@command -v $(TEST_TOOLS) >/dev/null || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(TEST_TOOLS); }
+
 demo: setup
 	$(SK) doctor
 	$(PY) examples/demo.py
 
-test: setup
+test: setup test-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The property-based tests of what the host takes from outside, with far more inputs.

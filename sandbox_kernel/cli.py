@@ -1,4 +1,4 @@
-"""``sandbox-kernel``: exec, doctor, image build, install."""
+"""``sandbox-kernel``: exec, doctor, image build, image list, install."""
 
 import argparse
 import asyncio
@@ -66,20 +66,56 @@ async def _doctor() -> int:
 
 def _image_build(recipe: str, force: bool) -> int:
     from sandbox_kernel.image.builder import build
-    from sandbox_kernel.image.recipe import RECIPES
+    from sandbox_kernel.image.catalog import find
 
-    build(RECIPES[recipe], force=force)
+    build(find(recipe), force=force)
+    return 0
+
+
+def _image_list() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sandbox_kernel import paths
+    from sandbox_kernel.image_list import rows
+
+    found = rows()
+    if not found:
+        print(f"No images built in {paths.images_dir()}: run `sandbox-kernel image build`.")
+        return 0
+    table = Table("image", "size", "built (UTC)", "snapshots",
+                  caption=f"in {paths.images_dir()}; snapshots in {paths.snapshots_dir()}")
+    for row in found:
+        table.add_row(row.name, f"{row.size_mb:.0f} MB", row.built, row.snapshots)
+    Console().print(table)
     return 0
 
 
 def _install(args: argparse.Namespace) -> int:
     from sandbox_kernel.kernel.install import install
 
+    name = args.name or (f"sandbox-{args.image}" if args.image not in (None, "default")
+                         else "sandbox-python")
+    if args.image is not None:
+        _check_image(args.image)
     where = install(user=args.user, prefix=args.prefix, sys_prefix=args.sys_prefix,
-                    name=args.name, display_name=args.display_name, memory_mb=args.memory,
-                    cpus=args.cpus)
-    print(f"Installed kernelspec {args.name} in {where}")
+                    name=name, display_name=args.display_name, memory_mb=args.memory,
+                    cpus=args.cpus, image=args.image)
+    print(f"Installed kernelspec {name} in {where}")
     return 0
+
+
+def _check_image(image: str) -> None:
+    from sandbox_kernel.image.catalog import is_builtin
+    from sandbox_kernel.image.recipe_file import check_name
+    from sandbox_kernel.image.store import image_paths
+
+    check_name(image)
+    if not image_paths(image).base_complete():
+        recipe = image if is_builtin(image) else f"path/to/{image}.toml"
+        print(f"sandbox-kernel: note: the image {image!r} is not built yet; its kernels will "
+              f"not start until it is (`sandbox-kernel image build --recipe {recipe}`)",
+              file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,15 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     boot.add_argument("--runs", type=int, default=5)
     image = sub.add_parser("image", help="manage the guest image")
     image_sub = image.add_subparsers(dest="image_command", required=True)
-    build = image_sub.add_parser("build", help="build the guest image (cached)")
-    build.add_argument("--recipe", default="default")
-    build.add_argument("--force", action="store_true")
+    build = image_sub.add_parser("build", help="build a guest image (cached)")
+    build.add_argument("--recipe", default="default", metavar="FILE_OR_NAME",
+                       help="a recipe file (path/to/recipe.toml) or a built-in recipe's name "
+                            "(default, scientific)")
+    build.add_argument("--force", action="store_true", help="build even if it is up to date")
+    image_sub.add_parser("list", help="the images built, their sizes and snapshots")
     inst = sub.add_parser("install", help="install a kernelspec (sandbox-python by default)")
     where = inst.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true")
     where.add_argument("--sys-prefix", action="store_true")
     where.add_argument("--prefix")
-    inst.add_argument("--name", default="sandbox-python")
+    inst.add_argument("--name", help="the kernelspec's name (default sandbox-python, or "
+                                      "sandbox-IMAGE with --image)")
+    inst.add_argument("--image", help="the image its kernels run (default: default)")
     inst.add_argument("--display-name", help="what the launcher shows")
     inst.add_argument("--memory", type=int, metavar="MB", help="guest memory for this spec")
     inst.add_argument("--cpus", type=int, metavar="N", help="guest vCPUs for this spec")
@@ -112,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_doctor())
         if args.command == "boot-time":
             return asyncio.run(_boot_times(args.runs))
+        if args.command == "image" and args.image_command == "list":
+            return _image_list()
         if args.command == "image":
             return _image_build(args.recipe, args.force)
         return _install(args)

@@ -1,7 +1,8 @@
 """``sandbox-kernel doctor``: what this host can run, and why."""
 
 from sandbox_kernel.errors import SandboxError
-from sandbox_kernel.image.store import image_paths
+from sandbox_kernel.image.manifest import build_info
+from sandbox_kernel.image.store import built_images, image_paths
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.launch import choose_accelerator
 from sandbox_kernel.vm.qemu import qemu_path, qemu_version
@@ -21,13 +22,19 @@ async def report() -> tuple[bool, list[str]]:
     if img.base_complete():
         manifest = img.read_manifest()
         size = sum(f.stat().st_size for f in img.folder.rglob("*") if f.is_file()) / 2**20
-        lines.append(f"Image:       {config.image}, built {manifest['built_at']}, {size:.0f} MB "
+        built = build_info(img.folder).get("built_at", "at an unknown time")
+        lines.append(f"Image:       {config.image}, built {built}, {size:.0f} MB "
                      f"at {img.folder}")
         lines.append(f"             {len(manifest['packages'])} Debian packages, "
+                     f"{len(manifest.get('wheels', []))} wheels, "
                      f"kernel {', '.join(manifest['kernel_packages'])}")
     else:
         lines.append(f"Image:       NOT BUILT - run `sandbox-kernel image build` ({img.folder})")
         ok = False
+    others = sorted({other.name for other in built_images()} - {config.image})
+    if others:
+        lines.append(f"             other images: {', '.join(others)} "
+                     "(`sandbox-kernel image list`)")
     try:
         verdict = await choose_accelerator(config)
         cached = " (cached verdict)" if verdict.cached else ""

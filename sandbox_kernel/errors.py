@@ -14,11 +14,14 @@ class QemuNotFound(SandboxError):
 
 
 class ImageNotBuilt(SandboxError):
-    def __init__(self, what: str) -> None:
-        super().__init__(
-            f"The guest image is not built ({what}). Run `sandbox-kernel image build` "
-            "(the first build downloads about 110 MB and takes a minute or two)."
-        )
+    def __init__(self, name: str, folder: object) -> None:
+        how = ("`sandbox-kernel image build` (the first build downloads about 110 MB and "
+               "takes a minute or two)" if name == "default" else
+               f"`sandbox-kernel image build --recipe {name}` for a built-in recipe, or "
+               "`--recipe path/to/recipe.toml` for yours; `sandbox-kernel image list` shows "
+               "the images built")
+        super().__init__(f"The guest image {name!r} is not built (nothing at {folder}). "
+                         f"Run {how}.")
 
 
 class ImageBuildError(SandboxError):

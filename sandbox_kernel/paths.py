@@ -23,8 +23,23 @@ def images_dir() -> Path:
     return _moved("SANDBOX_KERNEL_IMAGES_DIR") or cache_dir() / "images"
 
 
+def downloads_dir() -> Path:
+    """Downloaded packages, each file named by what it holds (Debian's name, version and
+    architecture; a wheel's sha256), so several caches can share one folder."""
+    return _moved("SANDBOX_KERNEL_DOWNLOADS_DIR") or cache_dir()
+
+
 def debs_dir() -> Path:
-    return cache_dir() / "debs"
+    return downloads_dir() / "debs"
+
+
+def wheels_dir() -> Path:
+    return downloads_dir() / "wheels"
+
+
+def apt_dir() -> Path:
+    """The builder's private apt configuration and package lists, one folder per suite."""
+    return cache_dir() / "apt"
 
 
 def initramfs_dir() -> Path:

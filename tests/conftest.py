@@ -1,7 +1,8 @@
 """Suite-wide. The suite runs in folders of its own: its cache (snapshots, the accelerator
-verdict, initramfs files), state (logs) and VM run folders are made for this session and
-removed after it; only the built guest images are shared with the user, read-only. So the
-suite never touches the user's snapshots, and two suites can run at once.
+verdict, initramfs files, the images tests build), state (logs) and VM run folders are made
+for this session and removed after it; only the built guest images are shared with the
+user, read-only, and downloaded packages (each file named by what it holds). So the suite
+never touches the user's snapshots or images, and two suites can run at once.
 
 After the tests, no QEMU that they started may be left running, nor a run folder behind."""
 
@@ -18,9 +19,12 @@ from sandbox_kernel import paths
 
 def _own_folders() -> Path:
     images = paths.images_dir()  # the user's (or the one named already), read before moving
+    # Downloaded packages are named by what they hold, so sessions share them with the user.
+    downloads = paths.downloads_dir()
     root = Path(tempfile.mkdtemp(prefix="sandbox-kernel-tests-"))
     os.environ.update({
         "SANDBOX_KERNEL_IMAGES_DIR": str(images),
+        "SANDBOX_KERNEL_DOWNLOADS_DIR": str(downloads),
         "SANDBOX_KERNEL_CACHE_DIR": str(root / "cache"),
         "SANDBOX_KERNEL_STATE_DIR": str(root / "state"),
         "SANDBOX_KERNEL_RUN_DIR": str(root / "run"),

@@ -1,41 +1,23 @@
-"""What goes into a guest image; its hash names the cache folder."""
+"""What goes into a guest image; its hash names the image's folder."""
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass
 
 # Bump when the builder changes what it makes from the same recipe.
-BUILD_FORMAT = 2
+# 3: Debian packages from a private apt configuration per suite, wheels resolved with their
+# dependencies and pinned by hash, a reproducible root, the preload list in the manifest.
+BUILD_FORMAT = 3
 
+# What the guest agent itself needs of Debian, in every image: Python, IPython (the worker's
+# shell), /bin/sh, bash for %%bash cells, and the commands a notebook expects; and the C++
+# runtime, which manylinux wheels with C++ in them expect of the system.
+BASE_DEBIAN = ("python3", "python3-ipython", "dash", "bash", "coreutils", "procps",
+               "libstdc++6")
 
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    packages: tuple[str, ...]
-    # Marked as installed while resolving, so that apt does not pull them in: matplotlib reaches
-    # scipy, sympy and a C++ compiler through optional paths a sandbox does not need.
-    held_back: tuple[str, ...]
-    # PyPI wheels for the guest's Python, installed without dependencies, so pin every one.
-    wheels: tuple[str, ...]
-    kernel_package: str = "linux-image-cloud-amd64"
-    initramfs_package: str = "busybox-static"
-    modules: tuple[str, ...] = (
-        "virtio_mmio",
-        "virtio_console",
-        "virtio_blk",
-        "virtio_rng",
-        "erofs",
-        "fuse",  # the shared folder
-        "overlay",  # and the VM's writes over it
-    )
-
-    def digest(self) -> str:
-        blob = json.dumps({"format": BUILD_FORMAT, **asdict(self)}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-# The protocol models and ipywidgets need newer releases than Debian 12 ships.
-GUEST_WHEELS = (
+# What the guest agent needs of PyPI, in every image: the protocol models and ipywidgets need
+# newer releases than Debian 12 ships. Pinned, so that every image speaks the same protocol.
+BASE_REQUIREMENTS = (
     "pydantic==2.14.4",
     "pydantic-core==2.50.5",
     "typing-extensions==4.16.0",
@@ -50,30 +32,47 @@ GUEST_WHEELS = (
     "orjson==3.13.0",
 )
 
-HELD_BACK = (
-    "python3-scipy",
-    "python3-sympy",
-    "python3-mpmath",
-    "unicode-data",
-    "python3-pil.imagetk",
-    "python3-tk",
-)
+DEFAULT_SUITE = "bookworm"
 
-DEFAULT = Recipe(
-    name="default",
-    packages=(
-        "python3",
-        "python3-ipython",
-        "python3-numpy",
-        "python3-matplotlib",
-        "python3-matplotlib-inline",
-        "dash",
-        "bash",  # for %%bash cells
-        "coreutils",
-        "procps",
-    ),
-    held_back=HELD_BACK,
-    wheels=GUEST_WHEELS,
-)
 
-RECIPES = {r.name: r for r in (DEFAULT,)}
+@dataclass(frozen=True)
+class Recipe:
+    """A recipe as written (``recipe_file`` reads the TOML); the base sets are added here."""
+
+    name: str
+    debian: tuple[str, ...] = ()
+    pypi: tuple[str, ...] = ()
+    # Imported by the snapshot's warm-up, so that a notebook's first import of them is instant.
+    preload: tuple[str, ...] = ()
+    suite: str = DEFAULT_SUITE
+    # Marked as installed while resolving, so that apt does not pull them in (matplotlib
+    # reaches scipy, sympy and a C++ compiler through optional paths a sandbox does not need).
+    debian_exclude: tuple[str, ...] = ()
+    kernel_package: str = "linux-image-cloud-amd64"
+    initramfs_package: str = "busybox-static"
+    modules: tuple[str, ...] = (
+        "virtio_mmio",
+        "virtio_console",
+        "virtio_blk",
+        "virtio_rng",
+        "erofs",
+        "fuse",  # the shared folder
+        "overlay",  # and the VM's writes over it
+    )
+
+    @property
+    def all_debian(self) -> tuple[str, ...]:
+        return (*BASE_DEBIAN, *(p for p in self.debian if p not in BASE_DEBIAN))
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        return (*BASE_REQUIREMENTS, *self.pypi)
+
+    def describe(self) -> dict[str, object]:
+        """Everything the image is made from, as the manifest records it."""
+        return {**asdict(self), "debian": list(self.all_debian),
+                "pypi": list(self.requirements)}
+
+    def digest(self) -> str:
+        blob = json.dumps({"format": BUILD_FORMAT, **self.describe()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -4,39 +4,18 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sandbox_kernel.errors import ImageBuildError
 from sandbox_kernel.image import apt
+from sandbox_kernel.image.pip_tool import Target
 
 GUEST_UID = 1000
 _MULTIARCH = "x86_64-linux-gnu"
 _SLIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
          "usr/share/lintian", "usr/share/bug", "usr/share/python3/debpython")
-
-
-class GuestPython:
-    """Runs the guest's own interpreter on the host through the guest's loader (no chroot)."""
-
-    def __init__(self, root: Path, version: str) -> None:
-        self.root = root
-        self.version = version
-        self.site_packages = root / f"usr/local/lib/python{version}/dist-packages"
-
-    def command(self, *args: str) -> list[str]:
-        libs = f"{self.root}/lib/{_MULTIARCH}:{self.root}/usr/lib/{_MULTIARCH}"
-        return [str(self.root / "lib64/ld-linux-x86-64.so.2"), "--library-path", libs,
-                str(self.root / f"usr/bin/python{self.version}"), *args]
-
-    def run(self, *args: str) -> str:
-        env = {"PYTHONHOME": str(self.root / "usr"), "PYTHONDONTWRITEBYTECODE": "1",
-               "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        proc = subprocess.run(self.command(*args), env=env, capture_output=True, text=True,
-                              check=False)
-        if proc.returncode != 0:
-            raise ImageBuildError(f"guest python failed: {proc.stderr[-2000:]}")
-        return proc.stdout
 
 
 def extract_all(debs: list[Path], root: Path) -> None:
@@ -74,6 +53,8 @@ def apply_fixups(root: Path) -> None:
         sh.symlink_to("dash")
     matplotlib_draws_inline(etc / "matplotlibrc")
     subprocess.run(["ldconfig", "-r", str(root)], check=True)
+    # ldconfig's own cache of what it saw (inode numbers, times) differs in every build.
+    (root / "var/cache/ldconfig/aux-cache").unlink(missing_ok=True)
 
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -89,37 +70,29 @@ def matplotlib_draws_inline(rc: Path) -> None:
                           else line for line in lines))
 
 
-def install_wheels(python: GuestPython, wheels: tuple[str, ...], cache: Path) -> None:
-    """PyPI wheels built for the guest's interpreter, unpacked where Debian's Python looks first."""
-    major, minor = python.version.split(".")
-    cmd = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-deps", "--no-compile", "--only-binary=:all:",
-        "--platform", "manylinux2014_x86_64", "--implementation", "cp",
-        "--python-version", python.version, "--abi", f"cp{major}{minor}",
-        "--cache-dir", str(cache), "--target", str(python.site_packages), *wheels,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+def install_wheels(site_packages: Path, wheels: dict[Path, str], target: Target) -> None:
+    """Unpacks the verified wheel files where Debian's Python looks first. pip finds them by
+    name and version in a folder of their own (installed from a path, it would record that
+    path in the image), ignores the host's pip settings, and checks their hashes once more."""
+    if not wheels:
+        return
+    with tempfile.TemporaryDirectory(prefix="sandbox-wheels-") as tmp:
+        links = Path(tmp) / "wheels"
+        links.mkdir()
+        pins = []
+        for wheel, sha256 in wheels.items():
+            (links / wheel.name).symlink_to(wheel)
+            name, version = wheel.name.split("-")[:2]
+            pins.append(f"{name}=={version} --hash=sha256:{sha256}\n")
+        (Path(tmp) / "requirements.txt").write_text("".join(pins))
+        cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--quiet", "--no-index",
+               "--find-links", str(links), "--no-deps", "--no-compile", "--require-hashes",
+               *target.options(), "--target", str(site_packages),
+               "-r", str(Path(tmp) / "requirements.txt")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise ImageBuildError(f"installing guest wheels failed:\n{proc.stderr[-2000:]}")
-    shutil.rmtree(python.site_packages / "bin", ignore_errors=True)
-
-
-def byte_compile(python: GuestPython) -> None:
-    """The root is read-only in the guest, so every .pyc must exist before it boots."""
-    dirs = [f"usr/lib/python{python.version}", "usr/lib/python3/dist-packages",
-            str(python.site_packages.relative_to(python.root))]
-    for sub in dirs:
-        path = python.root / sub
-        if path.is_dir():
-            # Errors come from test files written for Python 2; they are harmless.
-            subprocess.run(
-                python.command("-m", "compileall", "-q", "-f", "-j", "0",
-                               "--invalidation-mode", "unchecked-hash",
-                               "-s", str(python.root), "-p", "/", str(path)),
-                env={"PYTHONHOME": str(python.root / "usr")},
-                capture_output=True, check=False,
-            )
+        raise ImageBuildError(f"installing the guest's wheels failed:\n{proc.stderr[-2000:]}")
+    shutil.rmtree(site_packages / "bin", ignore_errors=True)
 
 
 def slim(root: Path, python_version: str) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 from sandbox_kernel import paths
 from sandbox_kernel.errors import ImageNotBuilt
-from sandbox_kernel.image import initramfs
+from sandbox_kernel.image import catalog, initramfs
 from sandbox_kernel.image.initramfs import agent_digest
-from sandbox_kernel.image.recipe import RECIPES, Recipe
+from sandbox_kernel.image.recipe import Recipe
 
 _KEPT_INITRAMFS = 4
 
@@ -31,6 +31,17 @@ class ImagePaths:
     @property
     def manifest(self) -> Path:
         return self.folder / "manifest.json"
+
+    @property
+    def build_record(self) -> Path:
+        return self.folder / "build.json"
+
+    @property
+    def name(self) -> str:
+        """The recipe's name: the folder's, less the recipe's digest."""
+        if _is_image_folder(self.folder):
+            return self.folder.name.rpartition("-")[0]
+        return self.folder.name
 
     @property
     def busybox(self) -> Path:
@@ -53,6 +64,12 @@ class ImagePaths:
         result: dict[str, Any] = json.loads(self.manifest.read_text())
         return result
 
+    def preload(self) -> list[str] | None:
+        """The modules the snapshot imports, or None for an image whose recipe named none
+        (built before recipes could)."""
+        modules = self.read_manifest().get("preload")
+        return [str(m) for m in modules] if isinstance(modules, list) else None
+
     @property
     def image_id(self) -> str:
         """Names everything the guest boots: the recipe's folder, the files built for it, and
@@ -68,21 +85,38 @@ class ImagePaths:
 
 
 def image_paths(recipe: Recipe | str = "default") -> ImagePaths:
-    if isinstance(recipe, str):
-        recipe = RECIPES[recipe]
-    return ImagePaths(paths.images_dir() / f"{recipe.name}-{recipe.digest()}")
+    """A built-in recipe's image is the one built from the recipe as this package ships it;
+    another image is found by its name alone, since its recipe file may be anywhere."""
+    if isinstance(recipe, str) and catalog.is_builtin(recipe):
+        recipe = catalog.builtin(recipe, checked=False)
+    if isinstance(recipe, Recipe):
+        return ImagePaths(paths.images_dir() / f"{recipe.name}-{recipe.digest()}")
+    built = [img for img in built_images() if img.name == recipe]
+    return built[0] if built else ImagePaths(paths.images_dir() / recipe)
+
+
+def _is_image_folder(folder: Path) -> bool:
+    name, _, digest = folder.name.rpartition("-")
+    return bool(name) and len(digest) == 16 and all(c in "0123456789abcdef" for c in digest)
+
+
+def built_images() -> list[ImagePaths]:
+    """Every complete image in the images folder, the newest first."""
+    try:
+        found = [ImagePaths(f) for f in paths.images_dir().iterdir() if _is_image_folder(f)]
+    except FileNotFoundError:
+        return []
+    complete = [img for img in found if img.base_complete()]
+    return sorted(complete, key=lambda img: img.manifest.stat().st_mtime, reverse=True)
 
 
 def remove_older_images(keep: ImagePaths) -> None:
     """Deletes the images of the same recipe built from its earlier versions (some 400 MB
     each): a changed recipe, for example one more guest wheel, is a new folder. Running VMs
     keep the files they have open; their snapshots are pruned with the others."""
-    name, _, digest = keep.folder.name.rpartition("-")
-    for other in keep.folder.parent.glob(f"{name}-*"):
-        other_name, _, other_digest = other.name.rpartition("-")
-        if (other != keep.folder and other_name == name and len(other_digest) == len(digest)
-                and all(c in "0123456789abcdef" for c in other_digest)):
-            shutil.rmtree(other, ignore_errors=True)
+    for other in map(ImagePaths, keep.folder.parent.glob(f"{keep.name}-*")):
+        if other != keep and _is_image_folder(other.folder) and other.name == keep.name:
+            shutil.rmtree(other.folder, ignore_errors=True)
 
 
 def build_initramfs(img: ImagePaths) -> Path:
@@ -114,7 +148,7 @@ def require_image(recipe: Recipe | str = "default") -> ImagePaths:
     """The built image, with an initramfs for the current agent code (made here if missing)."""
     img = image_paths(recipe)
     if not img.base_complete():
-        raise ImageNotBuilt(f"nothing at {img.folder}")
+        raise ImageNotBuilt(img.name, img.folder)
     if not img.initramfs().exists():
         build_initramfs(img)
     return img

@@ -18,21 +18,24 @@ def spec_source() -> Path:
 
 
 def kernel_spec(display_name: str | None = None, memory_mb: int | None = None,
-                cpus: int | None = None) -> dict[str, object]:
+                cpus: int | None = None, image: str | None = None) -> dict[str, object]:
     """kernel.json for this interpreter; the settings given become command-line options,
     which win over config files."""
     spec: dict[str, object] = json.loads((spec_source() / "kernel.json").read_text())
     argv = [sys.executable, *spec["argv"][1:]]  # type: ignore[index]
-    sizes = []
+    labels = []
+    if image is not None:
+        argv.append(f"--SandboxKernel.image={image}")
+        labels.append(image)
     if memory_mb is not None:
         argv.append(f"--SandboxKernel.memory_mb={memory_mb}")
-        sizes.append(f"{memory_mb} MB")
+        labels.append(f"{memory_mb} MB")
     if cpus is not None:
         argv.append(f"--SandboxKernel.cpus={cpus}")
-        sizes.append(f"{cpus} vCPU{'s' if cpus != 1 else ''}")
+        labels.append(f"{cpus} vCPU{'s' if cpus != 1 else ''}")
     spec["argv"] = argv
-    if display_name is None and sizes:
-        display_name = f"Python 3 (sandbox VM, {', '.join(sizes)})"
+    if display_name is None and labels:
+        display_name = f"Python 3 (sandbox VM, {', '.join(labels)})"
     if display_name is not None:
         spec["display_name"] = display_name
     return spec
@@ -40,13 +43,14 @@ def kernel_spec(display_name: str | None = None, memory_mb: int | None = None,
 
 def install(user: bool = False, prefix: str | None = None, sys_prefix: bool = False,
             name: str = DEFAULT_NAME, display_name: str | None = None,
-            memory_mb: int | None = None, cpus: int | None = None) -> str:
+            memory_mb: int | None = None, cpus: int | None = None,
+            image: str | None = None) -> str:
     if sys_prefix:
         prefix = sys.prefix
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / name
         shutil.copytree(spec_source(), folder)
-        spec = kernel_spec(display_name, memory_mb, cpus)
+        spec = kernel_spec(display_name, memory_mb, cpus, image)
         (folder / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
         return str(KernelSpecManager().install_kernel_spec(
             str(folder), name, user=user, prefix=prefix))

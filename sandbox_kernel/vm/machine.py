@@ -151,7 +151,7 @@ class SandboxVM:
             if not mine or snap.exists():
                 return False  # another kernel is taking it, or has just taken it
             started = time.monotonic()
-            await asyncio.wait_for(self.request(p.Warm), _CAPTURE_TIMEOUT_S)
+            await asyncio.wait_for(self.request(p.Warm, **self._preload()), _CAPTURE_TIMEOUT_S)
             await asyncio.wait_for(self.request(p.PrepareSnapshot), _CAPTURE_TIMEOUT_S)
             status = await migration.save_state(await self.qmp(), ram.state)
             if status != "completed":
@@ -165,6 +165,13 @@ class SandboxVM:
                  snap.folder, snap.disk_bytes() / 2**20)
         snapshot_store.prune_snapshots(keep=snap)
         return True
+
+    def _preload(self) -> dict[str, object]:
+        """The modules the image's recipe preloads; an image that names none gets the
+        protocol's default list."""
+        assert self.image is not None
+        modules = self.image.preload()
+        return {} if modules is None else {"modules": modules}
 
     async def _try_restore(self, snap: SnapshotPaths, head_start: HeadStart | None = None
                            ) -> bool:

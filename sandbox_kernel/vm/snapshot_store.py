@@ -10,8 +10,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sandbox_kernel import paths
 from sandbox_kernel.image.store import ImagePaths, image_paths
@@ -29,9 +30,11 @@ _CAPTURE_PREFIX = ".capture-"
 
 @dataclass(frozen=True)
 class SnapshotPaths:
-    """A snapshot is a folder holding ``state`` and ``ram``; it appears whole, by a rename."""
+    """A snapshot is a folder holding ``state`` and ``ram``; it appears whole, by a rename.
+    ``about.json`` in it says what its key was made of (what `image list` reports)."""
 
     key: str
+    about: str = field(default="", compare=False)
 
     @property
     def folder(self) -> Path:
@@ -48,6 +51,13 @@ class SnapshotPaths:
     @property
     def lock(self) -> Path:
         return paths.snapshots_dir() / f"{self.key}.lock"
+
+    def read_about(self) -> dict[str, Any]:
+        try:
+            about: dict[str, Any] = json.loads((self.folder / "about.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return about
 
     def exists(self) -> bool:
         return self.folder.is_dir()
@@ -91,6 +101,7 @@ class CaptureRam:
     def commit(self, snap: SnapshotPaths) -> None:
         """Makes the captured files ``snap``: synced first, since a snapshot that a crash left
         half-written would hang every restore until its deadline; then one atomic rename."""
+        (self.folder / "about.json").write_text(snap.about)
         for path in (self.ram, self.state, self.folder):
             fd = os.open(path, os.O_RDONLY)
             try:
@@ -148,7 +159,19 @@ def snapshot_for(config: VMConfig, image: ImagePaths, accel: str) -> SnapshotPat
                       "machine": config.machine_key(), "accel": accel,
                       "cpu": cpu_model(accel), "kernel_args": kernel_args(config),
                       "format": SNAPSHOT_FORMAT}, sort_keys=True)
-    return SnapshotPaths(hashlib.sha256(key.encode()).hexdigest()[:20])
+    return SnapshotPaths(hashlib.sha256(key.encode()).hexdigest()[:20], about=key)
+
+
+def snapshots_of(image: ImagePaths) -> list[SnapshotPaths]:
+    """The snapshots taken of this build of ``image`` with its current agent, whatever the
+    VM settings."""
+    try:
+        folders = [f for f in paths.snapshots_dir().iterdir()
+                   if f.is_dir() and not f.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+    snaps = [SnapshotPaths(f.name) for f in folders]
+    return [s for s in snaps if s.read_about().get("image") == image.image_id]
 
 
 def describe(config: VMConfig) -> str:

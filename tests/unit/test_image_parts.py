@@ -1,10 +1,11 @@
 import io
+from dataclasses import replace
 from pathlib import Path
 
 from sandbox_kernel.image import rootfs
+from sandbox_kernel.image.catalog import builtin
 from sandbox_kernel.image.cpio import write_archive
 from sandbox_kernel.image.linux import load_order, module_depends
-from sandbox_kernel.image.recipe import DEFAULT, Recipe
 from sandbox_kernel.image.store import ImagePaths, remove_older_images
 
 
@@ -38,9 +39,10 @@ def test_cpio_archive_is_newc_and_reproducible(tmp_path: Path) -> None:
 
 
 def test_recipe_digest_changes_with_the_recipe() -> None:
-    other = Recipe(**{**DEFAULT.__dict__, "packages": (*DEFAULT.packages, "less")})
-    assert DEFAULT.digest() == DEFAULT.digest()
-    assert other.digest() != DEFAULT.digest()
+    default = builtin("default")
+    other = replace(default, debian=(*default.debian, "less"))
+    assert default.digest() == replace(default).digest()
+    assert other.digest() != default.digest()
 
 
 def test_a_new_build_removes_the_same_recipes_older_images(tmp_path: Path) -> None:
