@@ -74,9 +74,12 @@ class DualPortChannel:
         else:
             reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_READ_SIZE)
         sock = writer.get_extra_info("socket")
-        if self.expected_peer is not None and peer_pid(sock) != self.expected_peer:
+        peer = peer_pid(sock)
+        if self.expected_peer is not None and peer != self.expected_peer:
             writer.close()
-            raise ProtocolError(f"{path} is served by pid {peer_pid(sock)}, not QEMU "
+            if peer == 0:  # no process behind it any more: QEMU is going, or gone
+                raise ConnectionRefusedError(f"{path} has no server")
+            raise ProtocolError(f"{path} is served by pid {peer}, not QEMU "
                                 f"(pid {self.expected_peer})")
         self._writers.append(writer)
         return reader, writer
