@@ -28,6 +28,10 @@ async def report() -> tuple[bool, list[str]]:
         lines.append(f"             {len(manifest['packages'])} Debian packages, "
                      f"{len(manifest.get('wheels', []))} wheels, "
                      f"kernel {', '.join(manifest['kernel_packages'])}")
+        if (what := img.damage()) is not None:
+            lines.append(f"             DAMAGED: {what}; run `sandbox-kernel image build "
+                         "--force`")
+            ok = False
     else:
         lines.append(f"Image:       NOT BUILT - run `sandbox-kernel image build` ({img.folder})")
         ok = False

@@ -24,6 +24,13 @@ class ImageNotBuilt(SandboxError):
                          f"Run {how}.")
 
 
+class ImageDamaged(SandboxError):
+    def __init__(self, name: str, folder: object, what: str) -> None:
+        again = "" if name == "default" else f" --recipe {name}"
+        super().__init__(f"The guest image {name!r} at {folder} is damaged: {what}. Build it "
+                         f"again with `sandbox-kernel image build{again} --force`.")
+
+
 class ImageBuildError(SandboxError):
     pass
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from sandbox_kernel import paths
-from sandbox_kernel.errors import ImageNotBuilt
-from sandbox_kernel.image import catalog, initramfs
+from sandbox_kernel.errors import ImageDamaged, ImageNotBuilt
+from sandbox_kernel.image import catalog, initramfs, integrity
 from sandbox_kernel.image.initramfs import agent_digest
 from sandbox_kernel.image.recipe import Recipe
 
@@ -59,6 +59,10 @@ class ImagePaths:
 
     def base_complete(self) -> bool:
         return all(p.exists() for p in (self.kernel, self.rootfs, self.manifest, self.busybox))
+
+    def damage(self) -> str | None:
+        """What is wrong with the built files, or None when they look whole."""
+        return integrity.damage(self.rootfs, self.kernel)
 
     def read_manifest(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.manifest.read_text())
@@ -149,6 +153,9 @@ def require_image(recipe: Recipe | str = "default") -> ImagePaths:
     img = image_paths(recipe)
     if not img.base_complete():
         raise ImageNotBuilt(img.name, img.folder)
+    # Before any restore: a snapshot is not to blame for a damaged image, nor deleted for it.
+    if (what := img.damage()) is not None:
+        raise ImageDamaged(img.name, img.folder, what)
     if not img.initramfs().exists():
         build_initramfs(img)
     return img

@@ -63,6 +63,8 @@ def launch_early(config: VMConfig) -> HeadStart | None:
     image = image_paths(config.image)
     if not config.snapshots or not image.base_complete() or not image.initramfs().exists():
         return None
+    if image.damage() is not None:
+        return None  # the VM manager's start says what is wrong
     verdict = configured_verdict(config)
     if verdict is None:
         return None
