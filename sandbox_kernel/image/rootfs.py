@@ -89,13 +89,24 @@ def matplotlib_draws_inline(rc: Path) -> None:
                           else line for line in lines))
 
 
+def manylinux_platforms(glibc: str) -> list[str]:
+    """Every manylinux tag a guest with this glibc ("2.36") runs, for pip's ``--platform``,
+    which takes a ``manylinux_2_N`` tag for itself alone."""
+    major, minor = (int(part) for part in glibc.split(".")[:2])
+    if major != 2:
+        raise ImageBuildError(f"unexpected glibc version in the guest: {glibc}")
+    # manylinux2014 brings manylinux2010 and manylinux1, the legacy names, with it.
+    return [f"manylinux_2_{n}_x86_64" for n in range(minor, 16, -1)] + ["manylinux2014_x86_64"]
+
+
 def install_wheels(python: GuestPython, wheels: tuple[str, ...], cache: Path) -> None:
     """PyPI wheels built for the guest's interpreter, unpacked where Debian's Python looks first."""
     major, minor = python.version.split(".")
+    glibc = python.run("-c", "import os; print(os.confstr('CS_GNU_LIBC_VERSION'))").split()[-1]
+    platforms = [arg for tag in manylinux_platforms(glibc) for arg in ("--platform", tag)]
     cmd = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-deps", "--no-compile", "--only-binary=:all:",
-        "--platform", "manylinux2014_x86_64", "--implementation", "cp",
+        "--no-deps", "--no-compile", "--only-binary=:all:", *platforms, "--implementation", "cp",
         "--python-version", python.version, "--abi", f"cp{major}{minor}",
         "--cache-dir", str(cache), "--target", str(python.site_packages), *wheels,
     ]
