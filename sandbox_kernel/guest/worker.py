@@ -14,7 +14,7 @@ from typing import Any
 
 from sandbox_kernel import __version__
 from sandbox_kernel.constants import FINAL_EVENT_TYPES, MAX_LINE_BYTES
-from sandbox_kernel.guest import lazy_terminal, wire
+from sandbox_kernel.guest import wire
 from sandbox_kernel.guest.python_output import (
     OutputEvents,
     OutputFlusher,
@@ -364,7 +364,6 @@ class Worker:
 
 
 def main() -> None:
-    lazy_terminal.install()
     channel = WorkerChannel(int(os.environ.pop("SANDBOX_REQ_FD")),
                             int(os.environ.pop("SANDBOX_MSG_FD")))
     sys.stdout = open_output("stdout", 1, channel)
