@@ -342,9 +342,11 @@ class Worker:
     def on_reseed(self, req: Request) -> Reply:
         # The agent has reseeded the kernel; Python's generators were copied with the snapshot.
         random.seed()
-        numpy = sys.modules.get("numpy")
-        if numpy is not None:
-            numpy.random.seed()
+        # Only if loaded: touching numpy.random would import it (numpy 2 does so lazily),
+        # and one imported after the restore seeds itself from the reseeded kernel.
+        numpy_random = sys.modules.get("numpy.random")
+        if numpy_random is not None:
+            numpy_random.seed()
         # The host's local time, as a local kernel would show it; the children inherit it.
         if req.timezone:
             os.environ["TZ"] = req.timezone
