@@ -17,7 +17,7 @@ class ImageNotBuilt(SandboxError):
     def __init__(self, what: str) -> None:
         super().__init__(
             f"The guest image is not built ({what}). Run `sandbox-kernel image build` "
-            "(the first build downloads about 110 MB and takes a minute or two)."
+            "(the first build downloads about 120 MB and takes a minute or two)."
         )
 
 
