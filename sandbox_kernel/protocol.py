@@ -161,7 +161,9 @@ class Warm(Message):
     """Before a snapshot: import what most notebooks import, outside the user's namespace."""
 
     type: Literal["warm"] = "warm"
-    modules: list[str] = ["numpy", "matplotlib", "matplotlib.pyplot", "ipywidgets"]
+    # numpy 2 imports numpy.random on first use, which is slow under TCG.
+    modules: list[str] = ["numpy", "numpy.random", "matplotlib", "matplotlib.pyplot",
+                          "ipywidgets"]
 
 
 def _inside(most_parts: int) -> Any:

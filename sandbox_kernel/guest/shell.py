@@ -1,8 +1,11 @@
 """IPython's InteractiveShell, publishing through the worker's channel instead of a terminal."""
 
 import base64
+import contextlib
 import shlex
 import sys
+import traceback
+from collections.abc import Iterator
 from typing import Any, Protocol, cast
 
 from IPython.core import page, payloadpage
@@ -16,7 +19,8 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Any as AnyTrait
 from traitlets import Type, default
 
-from sandbox_kernel.guest import packages, tracebacks, wire
+from sandbox_kernel.guest import interrupts, packages, tracebacks, wire
+from sandbox_kernel.guest.cell_names import IpykernelNamedCompiler
 from sandbox_kernel.guest.plain import PlainResults
 from sandbox_kernel.guest.transforms import QuickTransformerManager
 
@@ -74,6 +78,7 @@ class ChannelDisplayHook(DisplayHook):
         return super().quiet()  # type: ignore[no-any-return]
 
     def start_displayhook(self) -> None:
+        super().start_displayhook()
         self._data: dict[str, Any] = {}
         self._metadata: dict[str, Any] = {}
 
@@ -85,6 +90,7 @@ class ChannelDisplayHook(DisplayHook):
         self._metadata = md_dict or {}
 
     def finish_displayhook(self) -> None:
+        self._is_active = False
         if self._data:  # send() flushes the output streams first, keeping the order
             self.channel.send("execute_result", self.channel.current_id,
                               execution_count=self.prompt_count, data=jsonable(self._data),
@@ -155,6 +161,7 @@ class _KernelView:
 
 class SandboxShell(InteractiveShell):
     displayhook_class = Type(ChannelDisplayHook)
+    compiler_class = Type(IpykernelNamedCompiler)
     display_pub_class = Type(ChannelDisplayPublisher)
     keepkernel_on_exit = False
     sandbox_description = ""  # what the host shares with this VM, for %sandbox
@@ -223,6 +230,22 @@ class SandboxShell(InteractiveShell):
             outputs.clear()
             outputs.update(before)
 
+    @contextlib.contextmanager
+    def _tee(self, channel: str) -> Iterator[None]:
+        # IPython 9 wraps sys.stdout's and sys.stderr's write() during every cell to keep a
+        # copy of all that is printed in history_manager.outputs, which only %notebook reads
+        # (it needs nbformat, which the image lacks). A Python-level call on every write is
+        # dear under TCG, and the copy would hold every byte printed in the guest's memory.
+        yield
+
+    def _format_exception_for_storage(self, exception: BaseException, filename: Any = None,
+                                      running_compiled_code: bool = False) -> dict[str, Any]:
+        # IPython 9 formats a failing cell's traceback a second time, after showing it, to
+        # keep it in history_manager.exceptions, which only %notebook reads. Under TCG that
+        # doubles the time of every error; and it calls str() on the exception unguarded.
+        return {"ename": type(exception).__name__, "evalue": error_text(exception),
+                "traceback": []}
+
     def init_io(self) -> None:
         pass  # the worker has already put channel-backed streams on sys.stdout/stderr
 
@@ -249,6 +272,24 @@ class SandboxShell(InteractiveShell):
         channel.send("error", channel.current_id, ename=etype.__name__, evalue=text,
                      traceback=stb)
         self.last_error_shown = True
+
+    def showtraceback(self, exc_tuple: Any = None, *args: Any, **kwargs: Any) -> None:
+        with contextlib.suppress(ValueError):  # no exception: IPython says so
+            interrupts.drop_worker_frames(self._get_exc_info(exc_tuple)[1])
+        shown = self.last_error
+        super().showtraceback(exc_tuple, *args, **kwargs)
+        if self.last_error is shown:
+            self._printed_instead(exc_tuple)
+
+    def _printed_instead(self, exc_tuple: Any) -> None:
+        # IPython printed this one to stderr in Python's own format (an exception group, or a
+        # traceback it failed to format); ipykernel publishes no error output for it either.
+        try:
+            etype, value, tb = self._get_exc_info(exc_tuple)
+        except ValueError:
+            return
+        lines = "".join(traceback.format_exception(etype, value, tb)).rstrip("\n").split("\n")
+        self.last_error, self.last_error_shown = (etype.__name__, error_text(value), lines), True
 
     def show_usage_error(self, exc: BaseException) -> None:
         super().show_usage_error(exc)

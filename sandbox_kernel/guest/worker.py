@@ -14,7 +14,7 @@ from typing import Any
 
 from sandbox_kernel import __version__
 from sandbox_kernel.constants import FINAL_EVENT_TYPES, MAX_LINE_BYTES
-from sandbox_kernel.guest import lazy_terminal, wire
+from sandbox_kernel.guest import wire
 from sandbox_kernel.guest.python_output import (
     OutputEvents,
     OutputFlusher,
@@ -363,9 +363,11 @@ class Worker:
     def on_reseed(self, req: Request) -> Reply:
         # The agent has reseeded the kernel; Python's generators were copied with the snapshot.
         random.seed()
-        numpy = sys.modules.get("numpy")
-        if numpy is not None:
-            numpy.random.seed()
+        # Only if loaded: touching numpy.random would import it (numpy 2 does so lazily),
+        # and one imported after the restore seeds itself from the reseeded kernel.
+        numpy_random = sys.modules.get("numpy.random")
+        if numpy_random is not None:
+            numpy_random.seed()
         # The host's local time, as a local kernel would show it; the children inherit it.
         if req.timezone:
             os.environ["TZ"] = req.timezone
@@ -385,7 +387,6 @@ class Worker:
 
 
 def main() -> None:
-    lazy_terminal.install()
     channel = WorkerChannel(int(os.environ.pop("SANDBOX_REQ_FD")),
                             int(os.environ.pop("SANDBOX_MSG_FD")))
     sys.stdout = open_output("stdout", 1, channel)

@@ -9,24 +9,41 @@ from dataclasses import asdict, dataclass
 # dependencies and pinned by hash, a reproducible root, the preload list in the manifest.
 BUILD_FORMAT = 3
 
-# What the guest agent itself needs of Debian, in every image: Python, IPython (the worker's
-# shell), /bin/sh, bash for %%bash cells, and the commands a notebook expects; and the C++
-# runtime, which manylinux wheels with C++ in them expect of the system.
-BASE_DEBIAN = ("python3", "python3-ipython", "dash", "bash", "coreutils", "procps",
-               "libstdc++6")
+# What the guest agent itself needs of Debian, in every image: Python, /bin/sh, bash for
+# %%bash cells, and the commands a notebook expects; and the C++ runtime, which manylinux
+# wheels with C++ in them (numpy, matplotlib) expect of the system. Every Python package
+# comes from PyPI: current releases, as in a local kernel, rather than Debian 12's.
+BASE_DEBIAN = ("python3", "dash", "bash", "coreutils", "procps", "libstdc++6")
 
-# What the guest agent needs of PyPI, in every image: the protocol models and ipywidgets need
-# newer releases than Debian 12 ships. Pinned, so that every image speaks the same protocol.
+# What the guest agent needs of PyPI, in every image, pinned: IPython, whose internals the
+# worker's shell builds on, and all it needs; matplotlib-inline, the worker's backend;
+# ipywidgets; the protocol models, so that every image speaks the same protocol; and orjson.
 BASE_REQUIREMENTS = (
-    "pydantic==2.14.4",
-    "pydantic-core==2.50.5",
+    "ipython==9.19.1",
+    "ipython-pygments-lexers==1.1.1",
+    "traitlets==5.16.1",
+    "jedi==0.20.1",
+    "parso==0.8.7",
+    "prompt-toolkit==3.0.53",
+    "wcwidth==0.9.5",
+    "pygments==2.21.0",
+    "stack-data==0.6.3",
+    "executing==2.3.0",
+    "asttokens==3.0.2",
+    "pure-eval==0.2.4",
+    "pexpect==4.9.0",
+    "ptyprocess==0.7.0",
+    "psutil==7.2.2",
+    "matplotlib-inline==0.2.2",
     "typing-extensions==4.16.0",
-    "typing-inspection==0.4.5",
-    "annotated-types==0.8.0",
-    "comm==0.2.3",
     "ipywidgets==8.1.9",
+    "comm==0.2.3",
     "widgetsnbextension==4.0.16",
     "jupyterlab-widgets==3.0.17",
+    "pydantic==2.14.4",
+    "pydantic-core==2.50.5",
+    "typing-inspection==0.4.5",
+    "annotated-types==0.8.0",
     # Output chunks are the one bulk path out of the guest: orjson escapes them in less than
     # half of pydantic's time under TCG.
     "orjson==3.13.0",

@@ -34,7 +34,7 @@ def test_matplotlib_shows_inline_png(kernel: Kernel) -> None:
 
 
 def test_matplotlib_magics_draw_inline_and_gui_toolkits_are_refused(kernel: Kernel) -> None:
-    # A bare %matplotlib reads the image's matplotlibrc, whose Debian default is TkAgg.
+    # A bare %matplotlib takes matplotlib's default backend, the inline one, as in ipykernel.
     _, kc = kernel
     _, msgs = run(kc, "%matplotlib", timeout=120)
     assert "matplotlib_inline" in stdout_of(msgs)
