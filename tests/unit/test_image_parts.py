@@ -90,14 +90,10 @@ def test_fixups_make_matplotlib_default_to_the_inline_backend(tmp_path: Path) ->
                               f"backend: {rootfs.INLINE_BACKEND}\nlines.linewidth: 2\n")
 
 
-def test_wheels_may_be_built_for_any_glibc_up_to_the_guest_s() -> None:
-    platforms = rootfs.manylinux_platforms("2.36")
-    assert platforms[0] == "manylinux_2_36_x86_64" and "manylinux_2_28_x86_64" in platforms
-    assert platforms[-2:] == ["manylinux_2_17_x86_64", "manylinux2014_x86_64"]
-    assert rootfs.manylinux_platforms("2.17") == ["manylinux_2_17_x86_64", "manylinux2014_x86_64"]
+def test_every_package_of_the_default_image_is_pinned_once() -> None:
+    from sandbox_kernel.image.recipe import BASE_REQUIREMENTS
 
-
-def test_every_guest_wheel_is_pinned_once() -> None:
-    names = [wheel.split("==")[0].lower().replace("_", "-") for wheel in DEFAULT.wheels]
-    assert all("==" in wheel for wheel in DEFAULT.wheels)
+    wanted = [*BASE_REQUIREMENTS, *builtin("default").pypi]
+    names = [req.split("==")[0].lower().replace("_", "-") for req in wanted]
+    assert all("==" in req for req in wanted)
     assert len(names) == len(set(names))
