@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import files
+from bench import files, scientific
 from bench import kernels as k
 from bench.density import max_concurrent
 
@@ -78,6 +78,16 @@ def run(quick: bool) -> dict[str, Any]:
     finally:
         files.remove(empty)
 
+    if scientific.installed():
+        print("the scientific image: start, first import of pandas ...", flush=True)
+        k.time_to_first_result(scientific.SCIENTIFIC)  # makes sure its snapshot exists
+        r["sandbox_scientific_snapshot_start_s"] = k.median([
+            k.time_to_first_result(scientific.SCIENTIFIC) for _ in range(starts)])
+        r["sandbox_import_pandas_ms"] = k.median([
+            scientific.first_import_ms("pandas") for _ in range(3)])
+    else:
+        print(f"no {scientific.SCIENTIFIC} kernelspec (make scientific): skipped", flush=True)
+
     print("cells, in batches taken in turn ...", flush=True)
     trips: dict[str, list[float]] = {"ipykernel": [], "sandbox": []}
     with k.kernel(k.IPYKERNEL) as (_, ipy_kc), k.kernel(k.SANDBOX) as (_, sb_kc):
@@ -123,11 +133,17 @@ ROWS = [
     ("start: empty folder | 1 GB, 100k files (both sandbox)", "s",
      "sandbox_snapshot_start_emptydir_s",
      "sandbox_snapshot_start_bigdir_s"),
+    ("start: default | scientific image (both sandbox)", "s", "sandbox_snapshot_start_s",
+     "sandbox_scientific_snapshot_start_s"),
     ("interrupt to reply p50", "ms", "ipykernel_interrupt_p50_ms", "sandbox_interrupt_p50_ms"),
     ("restart to first result", "s", "ipykernel_restart_s", "sandbox_restart_s"),
     ("idle memory RSS", "MB", "ipykernel_idle_rss_MB", "sandbox_idle_rss_MB"),
     ("idle memory PSS", "MB", "ipykernel_idle_pss_MB", "sandbox_idle_pss_MB"),
 ]
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def table(r: dict[str, Any]) -> str:
@@ -138,7 +154,10 @@ def table(r: dict[str, Any]) -> str:
     for label, unit, base, ours in ROWS:
         a, b = r.get(base), r.get(ours)
         ratio = f"{b / a:.2f}x" if a and b is not None else "-"
-        lines.append(f"| {label} | {unit} | {a:.3g} | {b:.3g} | {ratio} |")
+        lines.append(f"| {label} | {unit} | {_figure(a)} | {_figure(b)} | {ratio} |")
+    if "sandbox_import_pandas_ms" in r:
+        lines.append(f"| first `import pandas` (scientific, preloaded) | ms | - | "
+                     f"{r['sandbox_import_pandas_ms']:.3g} | - |")
     lines.append(f"| kernels answering at once | count | - | {r['sandbox_max_concurrent']} of "
                  f"{r['sandbox_density_tried']} | - |")
     return "\n".join(lines)
