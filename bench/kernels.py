@@ -15,6 +15,7 @@ from jupyter_client.manager import KernelManager
 SANDBOX = "sandbox-python"
 IPYKERNEL = "python3"
 TIMEOUT = 180
+FIRST_START_TIMEOUT = 600  # a cold boot that takes the snapshot
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -27,8 +28,8 @@ def median(values: list[float]) -> float:
 
 
 @contextlib.contextmanager
-def kernel(name: str, env: dict[str, str] | None = None, cwd: Path | None = None
-           ) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+def kernel(name: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+           timeout: float = TIMEOUT) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
     """A kernel started in ``cwd`` (by default this process's), as Jupyter starts one in
     its notebook's folder."""
     km = KernelManager(kernel_name=name)
@@ -36,7 +37,7 @@ def kernel(name: str, env: dict[str, str] | None = None, cwd: Path | None = None
     kc = km.client()
     kc.start_channels()
     try:
-        kc.wait_for_ready(timeout=TIMEOUT)
+        kc.wait_for_ready(timeout=timeout)
         yield km, kc
     finally:
         kc.stop_channels()
@@ -71,10 +72,11 @@ def drain_iopub(kc: BlockingKernelClient) -> None:
             kc.get_iopub_msg(timeout=0.05)
 
 
-def time_to_first_result(name: str, env: dict[str, str] | None = None) -> float:
+def time_to_first_result(name: str, env: dict[str, str] | None = None,
+                         timeout: float = TIMEOUT) -> float:
     started = time.perf_counter()
-    with kernel(name, env) as (_, kc):
-        reply = execute(kc, "1+1")
+    with kernel(name, env, timeout=timeout) as (_, kc):
+        reply = execute(kc, "1+1", timeout)
         elapsed = time.perf_counter() - started
         assert reply["status"] == "ok", reply
     return elapsed

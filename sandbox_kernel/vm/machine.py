@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _KVM_FAILURE = "KVM internal error"
-_CAPTURE_TIMEOUT_S = 180.0
+# Warming imports the image's preload list, which under TCG on a busy host can take minutes.
+_CAPTURE_TIMEOUT_S = 600.0
 _CONSOLE_TAIL = 6000
 _KEPT_BOOT_LOGS = 50
 
@@ -113,7 +114,16 @@ class SandboxVM:
         assert self.image is not None
         try:
             snap = snapshot_store.snapshot_for(self.config, self.image, self.accel)
-            if not await self._take_snapshot(snap, ram):
+            try:
+                taken = await self._take_snapshot(snap, ram)
+            except TimeoutError:
+                # A guest still warming is in no state to run cells; a later start tries again.
+                log.warning("warming the VM for its snapshot took over %.0f s; booting again "
+                            "without taking one", _CAPTURE_TIMEOUT_S)
+                await self._teardown()
+                await self._cold_boot(self.image, self.accel, capture=False)
+                return
+            if not taken:
                 return  # not taken: this VM runs on
             # The VM that took the snapshot is gone; its RAM is the snapshot's now.
             if not await self._try_restore(snap):

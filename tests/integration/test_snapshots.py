@@ -170,3 +170,18 @@ async def test_snapshots_can_be_turned_off(monkeypatch: pytest.MonkeyPatch,
     assert snapshots.describe(off).startswith("off")
     async with running_vm(off) as vm:
         assert vm.started_from == "cold"
+
+
+async def test_a_warm_up_past_its_deadline_leaves_no_snapshot_and_a_working_vm(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from sandbox_kernel.vm import machine
+
+    monkeypatch.setattr(machine, "_CAPTURE_TIMEOUT_S", 0.5)  # preloading numpy takes longer
+    caplog.set_level(logging.INFO, logger="sandbox_kernel")
+    own_slot = VMConfig(snapshots=True, boot_timeout_s=60, memory_mb=768)
+    async with running_vm(own_slot) as vm:
+        assert vm.started_from == "cold"
+        assert (await run(vm, "print('fine')")).stdout == "fine\n"
+        assert vm.image is not None and vm.accel is not None
+        assert not snapshots.snapshot_for(own_slot, vm.image, vm.accel).exists()
+    assert "booting again without taking one" in caplog.text
