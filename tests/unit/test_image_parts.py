@@ -6,6 +6,7 @@ from sandbox_kernel.image import rootfs
 from sandbox_kernel.image.catalog import builtin
 from sandbox_kernel.image.cpio import write_archive
 from sandbox_kernel.image.linux import load_order, module_depends
+from sandbox_kernel.image.recipe import BASE_REQUIREMENTS
 from sandbox_kernel.image.store import ImagePaths, remove_older_images
 
 
@@ -98,6 +99,6 @@ def test_wheels_may_be_built_for_any_glibc_up_to_the_guest_s() -> None:
 
 
 def test_every_guest_wheel_is_pinned_once() -> None:
-    names = [wheel.split("==")[0].lower().replace("_", "-") for wheel in DEFAULT.wheels]
-    assert all("==" in wheel for wheel in DEFAULT.wheels)
+    names = [wheel.split("==")[0].lower().replace("_", "-") for wheel in BASE_REQUIREMENTS]
+    assert all("==" in wheel for wheel in BASE_REQUIREMENTS)
     assert len(names) == len(set(names))
