@@ -7,15 +7,27 @@ import hashlib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from jupyter_client.manager import start_new_kernel
 
 from sandbox_kernel import paths
-from tests.kernel.kernels import Kernel, run, start_kernel, stdout_of
+from tests.kernel.kernels import BOOT_TIMEOUT, KERNEL_NAME, Kernel, run, stdout_of
 
-pytestmark = [pytest.mark.vm, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
 
 PIP_TIMEOUT = 180  # pip's own start-up, emulated, takes seconds
+# This module's first kernel may boot cold and take the session's snapshot: minutes on a busy
+# two-core host under TCG.
+FIRST_START_TIMEOUT = 600
+
+
+def start_kernel(**kwargs: Any) -> Kernel:
+    km, kc = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=BOOT_TIMEOUT, **kwargs)
+    reply = kc.execute_interactive("pass", timeout=FIRST_START_TIMEOUT)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return km, kc
 
 
 def make_wheel(folder: Path, name: str, version: str, code: str,
