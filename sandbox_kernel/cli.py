@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from sandbox_kernel import protocol as p
 from sandbox_kernel.errors import SandboxError
@@ -98,9 +99,14 @@ def _install(args: argparse.Namespace) -> int:
                          else "sandbox-python")
     if args.image is not None:
         _check_image(args.image)
+    wheelhouse = None
+    if args.wheelhouse is not None:  # absolute: the spec serves notebooks in any folder
+        wheelhouse = str(Path(args.wheelhouse).expanduser().resolve())
+        if not Path(wheelhouse).is_dir():
+            raise SystemExit(f"sandbox-kernel: --wheelhouse {wheelhouse} is not a folder")
     where = install(user=args.user, prefix=args.prefix, sys_prefix=args.sys_prefix,
                     name=name, display_name=args.display_name, memory_mb=args.memory,
-                    cpus=args.cpus, image=args.image)
+                    cpus=args.cpus, image=args.image, wheelhouse=wheelhouse)
     print(f"Installed kernelspec {name} in {where}")
     return 0
 
@@ -145,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     inst.add_argument("--display-name", help="what the launcher shows")
     inst.add_argument("--memory", type=int, metavar="MB", help="guest memory for this spec")
     inst.add_argument("--cpus", type=int, metavar="N", help="guest vCPUs for this spec")
+    inst.add_argument("--wheelhouse", metavar="FOLDER",
+                      help="a folder of wheels that %%pip installs from in this spec's VMs")
     args = parser.parse_args(argv)
     try:
         if args.command == "exec":

@@ -6,6 +6,9 @@ CMD_PORT = "org.sandbox.cmd"
 EVT_PORT = "org.sandbox.evt"
 # Raw FUSE requests and replies for the shared folder (no JSON: see sandbox_kernel/share).
 SHARE_PORT = "org.sandbox.share"
+# The same for the wheelhouse, a host folder of wheels pip installs from, mounted read-only.
+WHEELHOUSE_PORT = "org.sandbox.wheelhouse"
+WHEELHOUSE_PATH = "/opt/wheelhouse"
 # The event types that end the request they answer. The host's models and the worker, which
 # writes events without them, both read it here.
 FINAL_EVENT_TYPES = frozenset({

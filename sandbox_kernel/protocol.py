@@ -27,9 +27,11 @@ from sandbox_kernel.constants import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
     SHARE_PORT,
+    WHEELHOUSE_PORT,
 )
 
-__all__ = ["CMD_PORT", "EVT_PORT", "MAX_LINE_BYTES", "PROTOCOL_VERSION", "SHARE_PORT"]
+__all__ = ["CMD_PORT", "EVT_PORT", "MAX_LINE_BYTES", "PROTOCOL_VERSION", "SHARE_PORT",
+           "WHEELHOUSE_PORT"]
 
 JSONDict = dict[str, Any]
 
@@ -181,11 +183,13 @@ class MountShare(Message):
     """After a start: the host serves the notebook's folder on the share port; the guest mounts
     it at /home/user/<name>, the cell's working directory, with its writes kept in the VM but
     for the ``writable`` subfolders, whose writes reach the host. No name: nothing is shared,
-    and the description says why."""
+    and the description says why. ``wheelhouse``: the host serves a folder of wheels on the
+    wheelhouse port too, which the guest mounts read-only for pip."""
 
     type: Literal["mount_share"] = "mount_share"
     name: Annotated[str, AfterValidator(_inside(1))] | None = None
     writable: list[Annotated[str, AfterValidator(_inside(32))]] = []
+    wheelhouse: bool = False
     description: str = Field("", max_length=4096)  # what %sandbox says
 
 

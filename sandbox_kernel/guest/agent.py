@@ -250,6 +250,7 @@ class Agent:
         self.evt = EventPort(find_port(p.EVT_PORT))
         self.worker = WorkerSupervisor(self, first)
         self.share: Relay | None = None
+        self.wheelhouse: Relay | None = None
 
     def send(self, event: p.Message) -> None:
         self.evt.send_json(p.to_json(event))
@@ -301,10 +302,13 @@ class Agent:
                 gc.freeze()  # as the worker does: see its on_warm
                 self._prepare_snapshot()
                 self.send(p.Ack(id=rid))
-            case p.MountShare(name=str(name), writable=writable):
-                if self.share is None:  # once per VM
+            case p.MountShare(name=name, writable=writable, wheelhouse=wheelhouse):
+                if name is not None and self.share is None:  # once per VM
                     self.share = shared_folder.mount(find_port(p.SHARE_PORT), name, writable)
                     self.worker.cwd = shared_folder.guest_path(name)
+                if wheelhouse and self.wheelhouse is None:
+                    self.wheelhouse = shared_folder.mount_wheelhouse(
+                        find_port(p.WHEELHOUSE_PORT))
                 self.worker.submit(request.id, line)  # the worker moves there, and answers
             case p.InputReply():
                 self.worker.submit(None, line)  # part of the execution already in flight

@@ -23,7 +23,7 @@ _PORT_WRITE = 32 * 1024  # virtio_console takes at most this much per write()
 _PORT_READ = 256 * 1024
 _PAGE = 4096
 
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC = 0x2, 0x4, 0x1000, 0x4000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC = 0x1, 0x2, 0x4, 0x1000, 0x4000
 MNT_DETACH = 0x2
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -46,12 +46,14 @@ def open_fuse() -> int:
     return os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
 
 
-def mount_fuse(target: str, fuse_fd: int, default_permissions: bool = True) -> None:
+def mount_fuse(target: str, fuse_fd: int, default_permissions: bool = True,
+               read_only: bool = False) -> None:
     """The kernel sends INIT at once; access waits until the relay carries the reply."""
     options = f"fd={fuse_fd},rootmode=40000,user_id=0,group_id=0,allow_other,max_read={MAX_IO}"
     if default_permissions:  # the kernel checks the modes the host shows, as on any disk
         options += ",default_permissions"
-    _mount("sandbox-share", target, "fuse", MS_NOSUID | MS_NODEV, options)
+    flags = MS_NOSUID | MS_NODEV | (MS_RDONLY if read_only else 0)
+    _mount("sandbox-share", target, "fuse", flags, options)
 
 
 def set_readahead(target: str, kib: int = 1024) -> None:

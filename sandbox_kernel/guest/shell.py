@@ -2,6 +2,7 @@
 
 import base64
 import contextlib
+import importlib
 import shlex
 import sys
 import traceback
@@ -142,11 +143,20 @@ class SandboxMagics(Magics):
 
     @line_magic
     def pip(self, line: str) -> None:
-        """What pip install, list and show would say about the sandbox image (no network)."""
+        """pip from the host's wheelhouse, if it shares one; without, what pip install, list
+        and show would say about the sandbox image (there is no network)."""
+        args = shlex.split(line)
+        folder = packages.wheelhouse()
         try:
-            print(packages.report(shlex.split(line), "%pip"))
+            if folder is None:
+                print(packages.report(args, "%pip"))
+                return
+            command = packages.pip_command(args, folder, "%pip")
         except packages.NotInstallable as exc:
             raise UsageError(str(exc)) from None
+        self.shell.system(shlex.join(command))  # type: ignore[union-attr]
+        packages.use_user_site()
+        importlib.invalidate_caches()
 
 
 class _KernelView:
@@ -178,6 +188,8 @@ class SandboxShell(InteractiveShell):
         # The pager (``obj?``) becomes a payload, as in ipykernel.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
         self.register_magics(SandboxMagics)
+        # What !pip or python -m pip installed is importable in the next cell.
+        self.events.register("pre_run_cell", lambda *_: packages.use_user_site())
         # What IPython's apps, ipykernel's among them, load by default: %store.
         self.extension_manager.load_extension("storemagic")  # type: ignore[union-attr]
 

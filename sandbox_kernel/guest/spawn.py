@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 USER_UID = 1000
 USER_HOME = "/home/user"
-# Last: the sandbox's own commands (pip), which the image's would override.
-PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin:/opt/sandbox/bin"
+# Last: the sandbox's own commands (pip), which the image's would override; before them, the
+# commands of what pip installs from a wheelhouse.
+PATH = ("/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin:"
+        f"{USER_HOME}/.local/bin:/opt/sandbox/bin")
 _F_SETPIPE_SZ = 1031
 _PR_SET_NO_NEW_PRIVS = 38
 _MAX_USER_PROCESSES = 1024
@@ -68,6 +70,7 @@ def spawn_worker(cwd: str = USER_HOME) -> WorkerProcess:
         "HOME": USER_HOME, "USER": "user", "LOGNAME": "user", "PATH": PATH,
         "LANG": "C.UTF-8", "TERM": "xterm-256color", "PYTHONPATH": "/opt/sandbox",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "PIP_CONFIG_FILE": "/opt/sandbox/pip.conf",  # see image/initramfs.py
         "SANDBOX_REQ_FD": str(req_r), "SANDBOX_MSG_FD": str(msg_w),
     }
     proc = subprocess.Popen(

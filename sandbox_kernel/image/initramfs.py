@@ -20,11 +20,30 @@ def guest_sources() -> list[str]:
     return [*_SHARED_SOURCES, *guest]
 
 
-# Commands for the worker, in /opt/sandbox/bin at the end of its PATH: `!pip` in a VM that
-# has no pip (see guest/packages.py).
+# Commands for the worker, in /opt/sandbox/bin at the end of its PATH: `!pip`, which says
+# what the image has or installs from a wheelhouse (see guest/packages.py).
 _PIP = (b"#!/usr/bin/python3\nimport sys\n\nsys.path.insert(0, '/opt/sandbox')\n"
         b"from sandbox_kernel.guest.packages import main\n\nsys.exit(main(sys.argv[1:]))\n")
-GUEST_COMMANDS = {"pip": _PIP, "pip3": _PIP}
+# Debian has python3 only; a notebook's `!python -m pip` expects python too.
+_PYTHON = b'#!/bin/sh\nexec /usr/bin/python3 "$@"\n'
+GUEST_COMMANDS = {"pip": _PIP, "pip3": _PIP, "python": _PYTHON}
+# The image's pip, as the worker and what it starts run it (PIP_CONFIG_FILE): no index, no
+# network; wheels from the host's wheelhouse; into the user's site folder, since the root is
+# read-only and the home is not. That install touches nothing of Debian's, in a VM that lives
+# as long as its kernel, so Debian's "externally managed" guard (PEP 668) does not apply.
+PIP_CONFIG = b"""[global]
+no-index = true
+break-system-packages = true
+find-links = /opt/wheelhouse
+disable-pip-version-check = true
+no-cache-dir = true
+
+[install]
+user = true
+no-warn-script-location = true
+progress-bar = off
+"""
+PIP_CONFIG_NAME = "pip.conf"
 
 
 def _init_script() -> bytes:
@@ -37,6 +56,7 @@ def agent_digest() -> str:
         h.update(rel.encode() + b"\0" + (_PACKAGE_ROOT / rel).read_bytes())
     for name, script in sorted(GUEST_COMMANDS.items()):
         h.update(name.encode() + b"\0" + script)
+    h.update(PIP_CONFIG_NAME.encode() + b"\0" + PIP_CONFIG)
     return h.hexdigest()[:16]
 
 
@@ -70,6 +90,7 @@ def build(out: Path, busybox: Path, modules: list[Path], guest_magic: bytes) -> 
             command = tree / "sandbox/bin" / name
             command.write_bytes(script)
             command.chmod(0o755)
+        (tree / "sandbox" / PIP_CONFIG_NAME).write_bytes(PIP_CONFIG)
         # Several VMs may start at once: each writes its own file, the rename is atomic.
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".part", delete=False) as fh:

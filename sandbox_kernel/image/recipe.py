@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 # Bump when the builder changes what it makes from the same recipe.
 # 3: Debian packages from a private apt configuration per suite, wheels resolved with their
 # dependencies and pinned by hash, a reproducible root, the preload list in the manifest.
-BUILD_FORMAT = 3
+# 4: pip, and /opt/wheelhouse, where a wheelhouse from the host is mounted.
+BUILD_FORMAT = 4
 
 # What the guest agent itself needs of Debian, in every image: Python, /bin/sh, bash for
 # %%bash cells, and the commands a notebook expects; and the C++ runtime, which manylinux
@@ -17,7 +18,7 @@ BASE_DEBIAN = ("python3", "dash", "bash", "coreutils", "procps", "libstdc++6")
 
 # What the guest agent needs of PyPI, in every image, pinned: IPython, whose internals the
 # worker's shell builds on, and all it needs; matplotlib-inline, the worker's backend;
-# ipywidgets; the protocol models, so that every image speaks the same protocol; and orjson.
+# ipywidgets; the protocol models, so that every image speaks the same protocol; orjson; pip.
 BASE_REQUIREMENTS = (
     "ipython==9.19.1",
     "ipython-pygments-lexers==1.1.1",
@@ -47,6 +48,8 @@ BASE_REQUIREMENTS = (
     # Output chunks are the one bulk path out of the guest: orjson escapes them in less than
     # half of pydantic's time under TCG.
     "orjson==3.13.0",
+    # %pip, !pip and python -m pip install from a wheelhouse the host shares (no index).
+    "pip==26.3",
 )
 
 DEFAULT_SUITE = "bookworm"

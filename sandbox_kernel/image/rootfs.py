@@ -35,7 +35,7 @@ def apply_fixups(root: Path) -> None:
         if target.exists() and not link.exists():
             link.symlink_to(f"{lib}/lib{lib}.so.3")
     for sub in ("proc", "sys", "dev", "run", "tmp", "root", "mnt", "opt/sandbox",
-                "home/user", "etc"):
+                "opt/wheelhouse", "home/user", "etc"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "tmp").chmod(0o1777)
     etc = root / "etc"

@@ -18,7 +18,8 @@ def spec_source() -> Path:
 
 
 def kernel_spec(display_name: str | None = None, memory_mb: int | None = None,
-                cpus: int | None = None, image: str | None = None) -> dict[str, object]:
+                cpus: int | None = None, image: str | None = None,
+                wheelhouse: str | None = None) -> dict[str, object]:
     """kernel.json for this interpreter; the settings given become command-line options,
     which win over config files."""
     spec: dict[str, object] = json.loads((spec_source() / "kernel.json").read_text())
@@ -33,6 +34,9 @@ def kernel_spec(display_name: str | None = None, memory_mb: int | None = None,
     if cpus is not None:
         argv.append(f"--SandboxKernel.cpus={cpus}")
         labels.append(f"{cpus} vCPU{'s' if cpus != 1 else ''}")
+    if wheelhouse is not None:
+        argv.append(f"--SandboxKernel.wheelhouse={wheelhouse}")
+        labels.append("wheelhouse")
     spec["argv"] = argv
     if display_name is None and labels:
         display_name = f"Python 3 (sandbox VM, {', '.join(labels)})"
@@ -44,13 +48,13 @@ def kernel_spec(display_name: str | None = None, memory_mb: int | None = None,
 def install(user: bool = False, prefix: str | None = None, sys_prefix: bool = False,
             name: str = DEFAULT_NAME, display_name: str | None = None,
             memory_mb: int | None = None, cpus: int | None = None,
-            image: str | None = None) -> str:
+            image: str | None = None, wheelhouse: str | None = None) -> str:
     if sys_prefix:
         prefix = sys.prefix
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / name
         shutil.copytree(spec_source(), folder)
-        spec = kernel_spec(display_name, memory_mb, cpus, image)
+        spec = kernel_spec(display_name, memory_mb, cpus, image, wheelhouse)
         (folder / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
         return str(KernelSpecManager().install_kernel_spec(
             str(folder), name, user=user, prefix=prefix))

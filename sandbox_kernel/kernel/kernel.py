@@ -80,7 +80,8 @@ class SandboxKernel(Kernel, VMSettings):
             "implementation": self.implementation,
             "implementation_version": self.implementation_version,
             "language_info": self.language_info,
-            "banner": f"{self.banner}\n{self.share().describe()}",
+            "banner": "\n".join([self.banner, self.share().describe(), *(
+                [wheelhouse.describe()] if (wheelhouse := self.wheelhouse_plan()) else [])]),
             "help_links": self.help_links,
             "supported_features": [],
         }
@@ -243,6 +244,9 @@ class SandboxKernel(Kernel, VMSettings):
         if self.shared_folder is not False and (plan.settings is None or vm.share_failure):
             why = vm.share_failure or plan.reason
             self._notice(f"no folder of the host is visible in this VM: {why}")
+        wheelhouse = self.wheelhouse_plan()
+        if wheelhouse is not None and wheelhouse.settings is None:
+            self._notice(f"no wheelhouse: {wheelhouse.reason}")
 
     def _failure(self, exc: BaseException, silent: bool = False) -> dict[str, Any]:
         name = type(exc).__name__

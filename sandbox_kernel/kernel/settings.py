@@ -11,6 +11,7 @@ from traitlets.config import Configurable
 from sandbox_kernel.share.plan import SharePlan, host_folder
 from sandbox_kernel.share.policy import DEFAULT_EXCLUDES, decide
 from sandbox_kernel.share.settings import MIB, ShareSettings
+from sandbox_kernel.share.wheelhouse import WheelhousePlan, wheelhouse_plan
 from sandbox_kernel.vm.config import Accel, VMConfig
 
 SECTION = "SandboxKernel"  # what users write in their config: the kernel's class name
@@ -44,6 +45,10 @@ class VMSettings(Configurable):
                             help="How much the VM may read in all").tag(config=True)
     share_max_files = Int(ShareSettings.max_files,
                           help="Files and folders the VM may hold at once").tag(config=True)
+    wheelhouse = Unicode(
+        "", help="A host folder of wheels, read-only in the VM at /opt/wheelhouse: %pip "
+                 "install, !pip install and python -m pip install take packages from it, "
+                 "with no network. Empty for none.").tag(config=True)
 
     @classmethod
     def section_names(cls) -> list[str]:
@@ -57,7 +62,16 @@ class VMSettings(Configurable):
         if self.snapshots is not None:
             config.snapshots = self.snapshots
         config.share = self.share_plan()
+        config.wheelhouse = self.wheelhouse_plan()
         return config
+
+    def _limits(self) -> dict[str, Any]:
+        return {"exclude": tuple(self.share_exclude),
+                "max_file_bytes": self.share_max_file_mb * MIB,
+                "max_read_bytes": self.share_max_read_mb * MIB, "max_files": self.share_max_files}
+
+    def wheelhouse_plan(self) -> WheelhousePlan | None:
+        return wheelhouse_plan(self.wheelhouse, **self._limits())
 
     def share_plan(self, start_folder: Path | None = None) -> SharePlan:
         folder = host_folder(self.shared_folder, start_folder)
@@ -69,10 +83,7 @@ class VMSettings(Configurable):
         try:
             settings = ShareSettings(
                 folder=decision.folder, writable=tuple(self.writable),
-                exclude=tuple(self.share_exclude),
-                max_file_bytes=self.share_max_file_mb * MIB,
-                max_read_bytes=self.share_max_read_mb * MIB, max_files=self.share_max_files,
-                write_quota_bytes=self.writable_quota_mb * MIB)
+                write_quota_bytes=self.writable_quota_mb * MIB, **self._limits())
         except ValueError as exc:  # a writable subfolder outside the folder
             return SharePlan(None, f"{exc} (c.SandboxKernel.writable).")
         return SharePlan(settings)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from sandbox_kernel.share.plan import SharePlan
+from sandbox_kernel.share.wheelhouse import WheelhousePlan
 
 Accel = Literal["auto", "kvm", "tcg"]
 
@@ -34,6 +35,9 @@ class VMConfig:
     # The host folder the VM sees, or why none (None: not asked, as for `sandbox-kernel exec`).
     # Mounted after the start, so that one snapshot serves every folder: not in machine_key.
     share: SharePlan | None = None
+    # The host's folder of wheels for pip, or why it is not shared (None: not asked). Mounted
+    # after the start too, so that one snapshot serves every wheelhouse.
+    wheelhouse: WheelhousePlan | None = None
 
     def __post_init__(self) -> None:
         if self.accel not in ("auto", "kvm", "tcg"):

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from sandbox_kernel.errors import SandboxError, VMStartError
 from sandbox_kernel.share.plan import SharePlan
+from sandbox_kernel.share.wheelhouse import WheelhousePlan
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.machine import SandboxVM
 from sandbox_kernel.vm.restore import HeadStart
@@ -52,19 +53,20 @@ async def start_vm(config: VMConfig | None = None,
     vm = SandboxVM(config, accel)
     try:
         await vm.start(head_start)
-        if config.share is not None:
-            await _share(vm, config.share)
+        if config.share is not None or config.wheelhouse is not None:
+            await _share(vm, config.share or SharePlan(None, "none was asked for."),
+                         config.wheelhouse)
     except BaseException:
         await vm.stop()
         raise
     return vm
 
 
-async def _share(vm: SandboxVM, plan: SharePlan) -> None:
+async def _share(vm: SandboxVM, plan: SharePlan, wheelhouse: WheelhousePlan | None) -> None:
     """A folder that cannot be shared leaves the VM without it, and says why, rather than
     without a kernel."""
     try:
-        await vm.share_folder(plan)
+        await vm.share_folder(plan, wheelhouse)
     except (SandboxError, OSError) as exc:
         log.warning("the folder %s could not be shared: %s", plan.settings and
                     plan.settings.folder, exc)

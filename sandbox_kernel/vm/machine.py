@@ -21,7 +21,9 @@ from sandbox_kernel.errors import SandboxError, VMDied, VMStartError
 from sandbox_kernel.image.store import ImagePaths, require_image
 from sandbox_kernel.share.plan import SharePlan, make_writable_folders
 from sandbox_kernel.share.server import FuseServer
+from sandbox_kernel.share.settings import ShareSettings
 from sandbox_kernel.share.transport import ShareTransport
+from sandbox_kernel.share.wheelhouse import WheelhousePlan
 from sandbox_kernel.vm import migration, snapshot_store
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.process import QemuProcess
@@ -76,6 +78,7 @@ class SandboxVM:
         self._capture_ram: CaptureRam | None = None  # a boot that takes a snapshot
         self._handover: tuple[socket.socket, socket.socket, int] | None = None
         self._share: ShareTransport | None = None
+        self._wheelhouse: ShareTransport | None = None
         self.shared_folder: str | None = None  # the guest's path of the host folder it sees
         self.share_failure = ""  # why a folder asked for is not shared
         # Told when the shared folder's limits refuse the guest something (a thread calls it).
@@ -378,36 +381,53 @@ class SandboxVM:
         return self._qmp
 
     # --- the host's folder -------------------------------------------------------------------
-    async def share_folder(self, plan: SharePlan) -> None:
+    async def share_folder(self, plan: SharePlan,
+                           wheelhouse: WheelhousePlan | None = None) -> None:
         """Serves the plan's folder on the share port, and has the guest mount it as the cells'
-        working folder; or tells the guest why nothing is shared (for ``%sandbox``)."""
-        fields: dict[str, object] = {"description": plan.describe()}
-        if plan.settings is not None:
-            settings = replace(plan.settings, overlaid=True)
-            await asyncio.to_thread(make_writable_folders, settings)
-            sock = await asyncio.to_thread(self._connect_share)
-            self._share = ShareTransport(sock, FuseServer(
-                settings, lambda message: self.on_share_notice(message)))
-            self._share.start()
-            fields.update(name=plan.guest_name, writable=list(settings.writable))
+        working folder; or tells the guest why nothing is shared (for ``%sandbox``). The
+        wheelhouse, if any, is served on its own port and mounted read-only."""
+        described = [plan.describe(), *([wheelhouse.describe()] if wheelhouse else [])]
+        fields: dict[str, object] = {"description": "\n".join(described)}
         try:
+            if plan.settings is not None:
+                settings = replace(plan.settings, overlaid=True)
+                await asyncio.to_thread(make_writable_folders, settings)
+                self._share = await self._serve("share", settings)
+                fields.update(name=plan.guest_name, writable=list(settings.writable))
+            if wheelhouse is not None and wheelhouse.settings is not None:
+                self._wheelhouse = await self._serve("wheelhouse", wheelhouse.settings)
+                fields.update(wheelhouse=True)
             reply = await self.request(p.MountShare, **fields)
             if not isinstance(reply, p.Ack):
                 raise SandboxError(f"the guest could not mount the shared folder: {reply}")
         except BaseException:
-            if self._share is not None:
-                await asyncio.to_thread(self._share.stop)
-                self._share = None
+            await self._stop_serving()
             raise
         self.shared_folder = plan.guest_path if plan.settings is not None else None
 
-    def _connect_share(self) -> socket.socket:
-        assert self.run is not None and self.proc is not None
+    async def _serve(self, port: Literal["share", "wheelhouse"],
+                     settings: ShareSettings) -> ShareTransport:
+        assert self.run is not None
+        path = self.run.share_socket if port == "share" else self.run.wheelhouse_socket
+        sock = await asyncio.to_thread(self._connect_share, path)
+        transport = ShareTransport(sock, FuseServer(
+            settings, lambda message: self.on_share_notice(message)), name=port)
+        transport.start()
+        return transport
+
+    async def _stop_serving(self) -> None:
+        for transport in (self._share, self._wheelhouse):
+            if transport is not None:
+                await asyncio.to_thread(transport.stop)
+        self._share = self._wheelhouse = None
+
+    def _connect_share(self, path: Path) -> socket.socket:
+        assert self.proc is not None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(str(self.run.share_socket))
+            sock.connect(str(path))
             if peer_pid(sock) != self.proc.pid:
-                raise SandboxError(f"{self.run.share_socket} is not served by this VM's QEMU")
+                raise SandboxError(f"{path} is not served by this VM's QEMU")
         except BaseException:
             sock.close()
             raise
@@ -461,9 +481,7 @@ class SandboxVM:
         await self._teardown()
 
     async def _teardown(self) -> None:
-        if self._share is not None:
-            await asyncio.to_thread(self._share.stop)
-            self._share = None
+        await self._stop_serving()
         if self._qmp is not None:
             with contextlib.suppress(Exception):
                 await self._qmp.disconnect()

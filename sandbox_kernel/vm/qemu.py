@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 
 from sandbox_kernel import paths
-from sandbox_kernel.constants import CMD_PORT, EVT_PORT, SHARE_PORT
+from sandbox_kernel.constants import CMD_PORT, EVT_PORT, SHARE_PORT, WHEELHOUSE_PORT
 from sandbox_kernel.errors import QemuNotFound
 from sandbox_kernel.image.store import ImagePaths
 from sandbox_kernel.vm.config import VMConfig
@@ -139,9 +139,11 @@ def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
         "-device", f"virtserialport,bus=vs.0,chardev=cmd,name={CMD_PORT}",
         "-chardev", f"socket,id=evt,path={run.evt_socket},server=on,wait=off",
         "-device", f"virtserialport,bus=vs.0,chardev=evt,name={EVT_PORT}",
-        # Always there, so that one snapshot serves every folder, or none.
+        # Always there, so that one snapshot serves every folder and wheelhouse, or none.
         "-chardev", f"socket,id=share,path={run.share_socket},server=on,wait=off",
         "-device", f"virtserialport,bus=vs.0,chardev=share,name={SHARE_PORT}",
+        "-chardev", f"socket,id=wheels,path={run.wheelhouse_socket},server=on,wait=off",
+        "-device", f"virtserialport,bus=vs.0,chardev=wheels,name={WHEELHOUSE_PORT}",
         "-qmp", f"unix:{run.qmp_socket},server=on,wait=off",
     ]
     if ram is not None:

@@ -28,6 +28,10 @@ class RunDir:
         return self.path / "share.sock"
 
     @property
+    def wheelhouse_socket(self) -> Path:
+        return self.path / "wheelhouse.sock"
+
+    @property
     def qmp_socket(self) -> Path:
         return self.path / "qmp.sock"
 

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 _KEPT_SNAPSHOTS = 3
 # 2: the guest's RAM is a file of its own, mapped copy-on-write by every restore, and the
 # migration stream holds only the device state. 3: a third serial port, for the shared folder.
-SNAPSHOT_FORMAT = 3
+# 4: a fourth, for the wheelhouse.
+SNAPSHOT_FORMAT = 4
 _CAPTURE_PREFIX = ".capture-"
 
 

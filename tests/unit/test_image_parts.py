@@ -6,6 +6,7 @@ from sandbox_kernel.image import rootfs
 from sandbox_kernel.image.catalog import builtin
 from sandbox_kernel.image.cpio import write_archive
 from sandbox_kernel.image.linux import load_order, module_depends
+from sandbox_kernel.image.recipe import BASE_REQUIREMENTS
 from sandbox_kernel.image.store import ImagePaths, remove_older_images
 
 
@@ -91,8 +92,6 @@ def test_fixups_make_matplotlib_default_to_the_inline_backend(tmp_path: Path) ->
 
 
 def test_every_package_of_the_default_image_is_pinned_once() -> None:
-    from sandbox_kernel.image.recipe import BASE_REQUIREMENTS
-
     wanted = [*BASE_REQUIREMENTS, *builtin("default").pypi]
     names = [req.split("==")[0].lower().replace("_", "-") for req in wanted]
     assert all("==" in req for req in wanted)

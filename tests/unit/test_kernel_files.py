@@ -77,3 +77,29 @@ def test_a_limit_the_guest_hits_is_told_under_its_cell(
         "name": "stderr", "text": "sandbox: data.csv is 3.1 GB, over the limit "
                                   "(share_max_file_mb)\n"}]
     assert notices[0]["parent_header"] == reply["parent_header"]
+
+
+def test_the_wheelhouse_is_planned_and_named_in_the_banner(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wheels").mkdir()
+    starter = FakeStarter()
+    with started(starter, wheelhouse=str(tmp_path / "wheels")) as (_, client):
+        banner = client.kernel_info(reply=True, timeout=10)["content"]["banner"]
+        assert f"{tmp_path / 'wheels'} (on the host) is the wheelhouse" in banner
+        client.execute_interactive("pass", timeout=10)
+    plan = starter.configs[0].wheelhouse
+    assert plan is not None and plan.settings is not None
+    assert plan.settings.folder == tmp_path / "wheels" and not plan.settings.writable
+
+
+def test_the_first_cell_says_why_a_wheelhouse_is_not_shared(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    guest = ScriptedGuest()
+    guest.on("execute", answer(done(1)))
+    with started(FakeStarter(guest), wheelhouse=str(tmp_path / "absent")) as (_, client):
+        _, first = run(client, "1")
+    assert "sandbox: no wheelhouse: " in _stderr(first)
+    assert "absent is not shared with the VM: it is not a folder" in _stderr(first)
+    assert "c.SandboxKernel.wheelhouse" in _stderr(first)

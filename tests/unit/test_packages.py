@@ -1,8 +1,20 @@
+import importlib
+import site
+import sys
 from pathlib import Path
 
 import pytest
 
-from sandbox_kernel.guest.packages import NotInstallable, installed, main, report, requirements
+from sandbox_kernel.guest.packages import (
+    NotInstallable,
+    installed,
+    main,
+    pip_command,
+    report,
+    requirements,
+    use_user_site,
+    wheel_names,
+)
 
 
 def test_requirements_skips_options_and_their_values() -> None:
@@ -35,3 +47,43 @@ def test_install_of_what_is_there_succeeds_and_names_the_rest(capsys: pytest.Cap
     assert "does not have: no-such-package-xyz." in capsys.readouterr().err
     assert main(["show", "typing_extensions"]) == 0
     assert capsys.readouterr().out.startswith("Name: typing_extensions\nVersion: ")
+
+
+def _wheelhouse(tmp_path: Path) -> Path:
+    for wheel in ("Sbx_App-2.0-py3-none-any.whl", "sbx.base-1.0-py3-none-any.whl"):
+        (tmp_path / wheel).write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a wheel")
+    return tmp_path
+
+
+def test_with_a_wheelhouse_pip_runs_for_what_it_or_the_image_has(tmp_path: Path) -> None:
+    folder = _wheelhouse(tmp_path)
+    assert wheel_names(folder) == {"sbx-app": "Sbx_App", "sbx-base": "sbx.base"}
+    args = ["install", "-q", "sbx-app>=2", "SBX_BASE", "typing_extensions", "./local.whl"]
+    assert pip_command(args, folder) == [sys.executable, "-m", "pip", *args]
+    assert pip_command(["list"], folder)[-1] == "list"
+
+
+def test_what_the_wheelhouse_lacks_is_named_with_what_it_has(tmp_path: Path) -> None:
+    with pytest.raises(NotInstallable) as caught:
+        pip_command(["install", "sbx-app", "no-such-package-xyz"], _wheelhouse(tmp_path),
+                    "%pip")
+    why = str(caught.value)
+    assert "nor in the sandbox image: no-such-package-xyz." in why
+    assert "The wheelhouse has sbx.base, Sbx_App" in why and "c.SandboxKernel.wheelhouse" in why
+
+
+def test_a_user_site_made_after_the_start_goes_on_sys_path_before_the_image_s(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    user_site = tmp_path / "site-packages"
+    monkeypatch.setattr(site, "getusersitepackages", lambda: str(user_site))
+    monkeypatch.setattr(sys, "path", ["", "/usr/lib/python3.11", "/x/dist-packages"])
+    use_user_site()
+    assert str(user_site) not in sys.path  # not there yet
+    user_site.mkdir()
+    (user_site / "sbx_fresh.py").write_text("VALUE = 42\n")
+    use_user_site()
+    assert sys.path == ["", "/usr/lib/python3.11", str(user_site), "/x/dist-packages"]
+    module = importlib.import_module("sbx_fresh")
+    assert module.VALUE == 42
+    sys.modules.pop("sbx_fresh")

@@ -100,3 +100,54 @@ def test_a_kernelspec_with_its_own_settings(tmp_path: Path,
     assert written["display_name"] == "Big VM"
     assert written["argv"][-2:] == ["--SandboxKernel.memory_mb=4096", "--SandboxKernel.cpus=4"]
     assert written["interrupt_mode"] == "message"
+
+
+def test_no_wheelhouse_unless_one_is_named() -> None:
+    assert VMSettings().vm_config().wheelhouse is None
+
+
+def test_the_wheelhouse_has_the_shared_folder_s_limits_and_is_never_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "wheels").mkdir(parents=True)
+    config = Config()
+    config.SandboxKernel.wheelhouse = "~/wheels"
+    config.SandboxKernel.share_max_read_mb = 7
+    plan = VMSettings(config=config).vm_config().wheelhouse
+    assert plan is not None and plan.settings is not None
+    assert plan.settings.folder == tmp_path / "home" / "wheels"
+    assert plan.settings.max_read_bytes == 7 * 2**20 and plan.settings.writable == ()
+    assert "/opt/wheelhouse (read-only)" in plan.describe()
+
+
+@pytest.mark.parametrize(("setting", "why"), [
+    ("~", "your home folder"),
+    ("/", "root of the file system"),
+    ("~/.ssh", "may hold credentials"),
+    ("~/absent", "not a folder"),
+])
+def test_a_wheelhouse_that_is_never_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           setting: str, why: str) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / ".ssh").mkdir(parents=True)
+    config = Config()
+    config.SandboxKernel.wheelhouse = setting
+    plan = VMSettings(config=config).wheelhouse_plan()
+    assert plan is not None and plan.settings is None
+    assert why in plan.reason and "c.SandboxKernel.wheelhouse" in plan.describe()
+
+
+def test_a_kernelspec_with_a_wheelhouse_names_it_by_its_absolute_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox_kernel import cli
+
+    (tmp_path / "wheels").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["install", "--prefix", str(tmp_path), "--name", "sandbox-course",
+                     "--wheelhouse", "wheels"]) == 0
+    spec = json.loads((tmp_path / "share/jupyter/kernels/sandbox-course/kernel.json")
+                      .read_text())
+    assert spec["argv"][-1] == f"--SandboxKernel.wheelhouse={tmp_path / 'wheels'}"
+    assert spec["display_name"] == "Python 3 (sandbox VM, wheelhouse)"
+    with pytest.raises(SystemExit, match="absent is not a folder"):
+        cli.main(["install", "--prefix", str(tmp_path), "--wheelhouse", "absent"])

@@ -33,6 +33,8 @@ def test_command_line_keeps_the_guest_isolated_and_tcg_safe(tmp_path: Path) -> N
     assert "virtio-net" not in line and "-netdev" not in line
     assert "pic=off" not in line and "pit=off" not in line and "rtc=off" not in line
     assert "readonly=on" in line and "tcg,tb-size=" in line
+    # Every VM has the shared folder's and the wheelhouse's ports: one snapshot serves all.
+    assert "name=org.sandbox.share" in line and "name=org.sandbox.wheelhouse" in line
     assert "-incoming" not in cmd
     restored = qemu.command_line(VMConfig(), image, "tcg", run, incoming="exec:cat x")
     assert restored[-2:] == ["-incoming", "exec:cat x"]
