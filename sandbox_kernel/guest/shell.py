@@ -149,16 +149,6 @@ class SandboxMagics(Magics):
             raise UsageError(str(exc)) from None
 
 
-class _KernelView:
-    """``get_ipython().kernel`` as far as ipywidgets asks: the parent request."""
-
-    def __init__(self, shell: "SandboxShell") -> None:
-        self._shell = shell
-
-    def get_parent(self) -> dict[str, Any]:
-        return self._shell.get_parent()
-
-
 class SandboxShell(InteractiveShell):
     displayhook_class = Type(ChannelDisplayHook)
     compiler_class = Type(IpykernelNamedCompiler)
@@ -173,7 +163,7 @@ class SandboxShell(InteractiveShell):
         self.display_pub.channel = channel  # type: ignore[attr-defined]
         self.last_error: tuple[str, str, list[str]] | None = None
         self._parent: dict[str, Any] = {}
-        self.kernel = _KernelView(self)
+        self.kernel: Any = None  # ipykernel's face, which the worker gives it
         self.last_error_shown = False  # last_error went out as an error event
         # The pager (``obj?``) becomes a payload, as in ipykernel.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)

@@ -134,6 +134,7 @@ def _unshown_error(result: Any) -> tuple[str, str, list[str]]:
 
 class Worker:
     def __init__(self, channel: WorkerChannel) -> None:
+        from sandbox_kernel.guest import ipykernel_face
         from sandbox_kernel.guest.comms import install_comm_manager
         from sandbox_kernel.guest.shell import SandboxShell
 
@@ -146,8 +147,11 @@ class Worker:
 
         config = Config()
         config.HistoryManager.hist_file = ":memory:"  # no sqlite file I/O per cell
+        config.IPKernelApp = Config()  # what ipykernel's app gives its shell: read as a sign
         self.shell = SandboxShell.instance(channel=channel, config=config)
         self.comms = install_comm_manager(channel)
+        self.shell.kernel = ipykernel_face.IPythonKernel(self.shell, channel)
+        ipykernel_face.install(SandboxShell)
         builtins.input = self._input
         getpass.getpass = self._getpass
         signal.signal(signal.SIGINT, self._on_sigint)
