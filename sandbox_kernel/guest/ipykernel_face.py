@@ -53,7 +53,8 @@ class Session:
                                      "date": datetime.now(UTC), "version": "5.3"},
                 "msg_id": uuid.uuid4().hex, "msg_type": msg_type,
                 "parent_header": (parent or {}).get("header", parent or {}),
-                "content": {} if content is None else content, "metadata": metadata or {}}
+                "content": {} if content is None else content, "metadata": metadata or {},
+                "tracker": None}
 
     def send(self, stream: Any, msg_or_type: Any, content: Any = None, parent: Any = None,
              ident: Any = None, buffers: Any = None, track: bool = False, header: Any = None,

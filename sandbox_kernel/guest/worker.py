@@ -183,8 +183,9 @@ class Worker:
         if not self.allow_stdin:
             from IPython.core.error import StdinNotImplementedError
 
+            asked = "getpass" if password else "raw_input"  # ipykernel's words
             raise StdinNotImplementedError(
-                "raw_input was called, but this frontend does not support input requests.")
+                f"{asked} was called, but this frontend does not support input requests.")
         self.channel.send("input_request", self.channel.current_id, prompt=str(prompt),
                           password=password)
         while True:
@@ -196,7 +197,13 @@ class Worker:
     def _input(self, prompt: object = "") -> str:
         return self._ask(str(prompt), False)
 
-    def _getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
+    def _getpass(self, prompt: str = "", stream: Any = None) -> str:
+        # ipykernel's getpass: no prompt by default, and a warning for a stream it cannot use.
+        if stream is not None:
+            import warnings
+
+            warnings.warn("The `stream` parameter of `getpass.getpass` will have no effect "
+                          "when using ipykernel", UserWarning, stacklevel=2)
         return self._ask(prompt, True)
 
     # --- requests -------------------------------------------------------------------------
