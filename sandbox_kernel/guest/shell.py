@@ -205,6 +205,14 @@ class SandboxShell(InteractiveShell):
     def set_parent(self, parent: dict[str, Any]) -> None:
         self._parent = parent
 
+    @property
+    def parent_header(self) -> dict[str, Any]:  # ipykernel's name for the same
+        return self._parent
+
+    @parent_header.setter
+    def parent_header(self, parent: dict[str, Any]) -> None:
+        self._parent = parent
+
     def run_cell_unseen(self, code: str) -> None:
         """Runs ``code`` as a cell whose result or traceback is encoded but sent nowhere, and
         which leaves no trace in ``_``, ``Out``, the history or the execution count."""

@@ -122,6 +122,14 @@ def _writing(frame: FrameType | None) -> bool:
     return False
 
 
+def _parent_of(request: Request) -> dict[str, Any]:
+    """The Jupyter request as ipykernel's shell knows it, as far as the guest is told of it."""
+    msg_type = "execute_request" if request.type == "execute" else request.type
+    header = {"msg_id": request.parent_msg_id, "msg_type": msg_type}
+    return {"header": header, "msg_id": header["msg_id"], "msg_type": msg_type,
+            "parent_header": {}, "metadata": {}, "content": {}}
+
+
 def _unshown_error(result: Any) -> tuple[str, str, list[str]]:
     """A failed cell's error when IPython showed no traceback for it, as ipykernel takes it."""
     from sandbox_kernel.guest.shell import error_text
@@ -218,7 +226,7 @@ class Worker:
                 continue
             self.channel.current_id = request.id
             if getattr(request, "parent_msg_id", ""):
-                self.shell.set_parent({"header": {"msg_id": request.parent_msg_id}})
+                self.shell.set_parent(_parent_of(request))
             handler = getattr(self, f"on_{request.type}", None)
             reply: Reply
             try:

@@ -124,3 +124,18 @@ def test_getpass_without_stdin_names_getpass(kernels: tuple[Kernel, Kernel]) -> 
         seen.append((reply["content"]["ename"], error["ename"], error["evalue"]))
     assert seen[1] == seen[0]
     assert seen[0][2] == "getpass was called, but this frontend does not support input requests."
+
+
+def test_what_a_cell_may_not_publish_is_not_published(kernels: tuple[Kernel, Kernel]) -> None:
+    # ipykernel would send these; the sandbox publishes only what a cell's output may be.
+    _, (_, sandbox) = kernels
+    code = ("k = get_ipython().kernel\n"
+            "k.session.send(k.iopub_socket, 'status', {'execution_state': 'idle'})\n"
+            "k.session.send(k.iopub_socket, 'execute_input', {'code': 'x', 'execution_count': 9})\n"
+            "k.session.send(k.iopub_socket, 'shutdown_reply', {'restart': False})\n"
+            "k.session.send(object(), 'stream', {'name': 'stdout', 'text': 'not on IOPub'})\n"
+            "k.send_response(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'mine\\n'})\n"
+            "None")
+    msg_id = sandbox.execute(code)
+    msgs = iopub_until_idle(sandbox, msg_id)
+    assert _outputs(msgs) == [("stream", {"name": "stdout", "text": "mine\n"})]

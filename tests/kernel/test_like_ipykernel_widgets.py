@@ -10,7 +10,7 @@ from nbclient import NotebookClient
 
 from tests.kernel.kernels import BOOT_TIMEOUT, KERNEL_NAME
 
-pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -56,8 +56,9 @@ CELLS = [
 
 
 def _executed(kernel_name: str) -> nbformat.NotebookNode:
+    # A cell may wait for a first start that takes the snapshot: minutes on a busy machine.
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
-    NotebookClient(nb, kernel_name=kernel_name, timeout=120, allow_errors=True,
+    NotebookClient(nb, kernel_name=kernel_name, timeout=300, allow_errors=True,
                    startup_timeout=BOOT_TIMEOUT).execute()
     return nb
 
