@@ -86,4 +86,4 @@ def test_plotly_picks_the_renderer_it_picks_under_ipykernel(
     reply, msgs = run(libraries_kernel, PLOTLY, timeout=300)
     assert reply["content"]["status"] == "ok", reply["content"]
     assert stdout_of(msgs) == "plotly_mimetype\n"
-    assert _shown(msgs) == [["application/vnd.plotly.v1+json", "text/plain"]]
+    assert _shown(msgs) == [["application/vnd.plotly.v1+json"]]
