@@ -34,6 +34,7 @@ print(pio.renderers.default)
 go.Figure(go.Bar(y=[1, 2])).show()
 """
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+FIRST_START_TIMEOUT = 420
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,8 @@ def libraries_kernel(tmp_path_factory: pytest.TempPathFactory
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=BOOT_TIMEOUT)
-        run(kc, "pass", timeout=BOOT_TIMEOUT)  # the VM's start
+        # The first start boots cold and takes the image's snapshot: minutes on a busy machine.
+        run(kc, "pass", timeout=FIRST_START_TIMEOUT)
         yield kc
     finally:
         kc.stop_channels()

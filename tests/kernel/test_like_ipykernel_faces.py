@@ -139,3 +139,13 @@ def test_what_a_cell_may_not_publish_is_not_published(kernels: tuple[Kernel, Ker
     msg_id = sandbox.execute(code)
     msgs = iopub_until_idle(sandbox, msg_id)
     assert _outputs(msgs) == [("stream", {"name": "stdout", "text": "mine\n"})]
+
+
+def test_getpass_asks_as_ipykernel_asks(kernels: tuple[Kernel, Kernel]) -> None:
+    seen = []
+    for _, kc in _each(kernels):
+        msg_id = kc.execute("import getpass\nlen(getpass.getpass())", allow_stdin=True)
+        seen.append(kc.get_stdin_msg(timeout=60)["content"])
+        kc.input("hunter2")
+        iopub_until_idle(kc, msg_id)
+    assert seen[1] == seen[0] == {"prompt": "", "password": True}
