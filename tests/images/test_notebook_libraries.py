@@ -61,7 +61,7 @@ def libraries_kernel(tmp_path_factory: pytest.TempPathFactory
         yield kc
     finally:
         kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        km.shutdown_kernel(now=False)  # its own shutdown removes its VM's folder
 
 
 def _shown(msgs: list[dict[str, Any]]) -> list[list[str]]:

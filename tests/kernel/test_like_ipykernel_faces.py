@@ -55,9 +55,9 @@ def kernels() -> Iterator[tuple[Kernel, Kernel]]:
     ipykernel[1].execute_interactive("pass", timeout=60)  # as start_kernel does: In[1]
     sandbox = start_kernel()
     yield ipykernel, sandbox
-    for km, kc in (ipykernel, sandbox):
+    for (km, kc), now in ((ipykernel, True), (sandbox, False)):
         kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        km.shutdown_kernel(now=now)  # the sandbox's own shutdown removes its VM's folder
 
 
 def _each(kernels: tuple[Kernel, Kernel]) -> list[Kernel]:
