@@ -15,3 +15,10 @@ FINAL_EVENT_TYPES = frozenset({
     "pong", "execute_reply", "complete_reply", "inspect_reply", "is_complete_reply",
     "history_reply", "comm_info_reply", "ack", "agent_error",
 })
+# The IOPub message types that code in the guest may publish itself, through the kernel's
+# session as in ipykernel: what a kernel publishes for a cell. Never status, execute_input,
+# or anything of another channel.
+GUEST_IOPUB_TYPES = frozenset({
+    "stream", "display_data", "update_display_data", "execute_result", "error",
+    "clear_output", "comm_open", "comm_msg", "comm_close",
+})

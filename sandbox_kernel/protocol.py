@@ -275,6 +275,22 @@ class ErrorOutput(Message):
     traceback: list[str] = []
 
 
+PublishedType = Literal["stream", "display_data", "update_display_data", "execute_result",
+                        "error", "clear_output", "comm_open", "comm_msg", "comm_close"]
+
+
+class Published(Message):
+    """An IOPub message that code in the guest sent itself (``kernel.session.send``). The host
+    reads its content as the event of that type and builds the message; the guest picks neither
+    channel, header nor parent."""
+
+    type: Literal["published"] = "published"
+    msg_type: PublishedType
+    content: JSONDict
+    metadata: JSONDict = {}
+    buffers: list[Base64Bytes] = []
+
+
 class ExecuteReply(Message):
     """The end of an execute request: how the cell ended."""
 
@@ -336,8 +352,8 @@ class AgentError(Message):
 
 Event = Annotated[
     Hello | Pong | OutputChunk | DisplayData | ExecuteResult | ClearOutput | ErrorOutput
-    | InputRequest | CommEvent | ExecuteReply | CompleteReply | InspectReply | IsCompleteReply
-    | HistoryReply | CommInfoReply | Ack | AgentError,
+    | InputRequest | CommEvent | Published | ExecuteReply | CompleteReply | InspectReply
+    | IsCompleteReply | HistoryReply | CommInfoReply | Ack | AgentError,
     Field(discriminator="type"),
 ]
 

@@ -159,16 +159,6 @@ class SandboxMagics(Magics):
         importlib.invalidate_caches()
 
 
-class _KernelView:
-    """``get_ipython().kernel`` as far as ipywidgets asks: the parent request."""
-
-    def __init__(self, shell: "SandboxShell") -> None:
-        self._shell = shell
-
-    def get_parent(self) -> dict[str, Any]:
-        return self._shell.get_parent()
-
-
 class SandboxShell(InteractiveShell):
     displayhook_class = Type(ChannelDisplayHook)
     compiler_class = Type(IpykernelNamedCompiler)
@@ -183,7 +173,7 @@ class SandboxShell(InteractiveShell):
         self.display_pub.channel = channel  # type: ignore[attr-defined]
         self.last_error: tuple[str, str, list[str]] | None = None
         self._parent: dict[str, Any] = {}
-        self.kernel = _KernelView(self)
+        self.kernel: Any = None  # ipykernel's face, which the worker gives it
         self.last_error_shown = False  # last_error went out as an error event
         # The pager (``obj?``) becomes a payload, as in ipykernel.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
@@ -225,6 +215,14 @@ class SandboxShell(InteractiveShell):
         return self._parent
 
     def set_parent(self, parent: dict[str, Any]) -> None:
+        self._parent = parent
+
+    @property
+    def parent_header(self) -> dict[str, Any]:  # ipykernel's name for the same
+        return self._parent
+
+    @parent_header.setter
+    def parent_header(self, parent: dict[str, Any]) -> None:
         self._parent = parent
 
     def run_cell_unseen(self, code: str) -> None:

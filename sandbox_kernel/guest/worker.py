@@ -122,6 +122,14 @@ def _writing(frame: FrameType | None) -> bool:
     return False
 
 
+def _parent_of(request: Request) -> dict[str, Any]:
+    """The Jupyter request as ipykernel's shell knows it, as far as the guest is told of it."""
+    msg_type = "execute_request" if request.type == "execute" else request.type
+    header = {"msg_id": request.parent_msg_id, "msg_type": msg_type}
+    return {"header": header, "msg_id": header["msg_id"], "msg_type": msg_type,
+            "parent_header": {}, "metadata": {}, "content": {}}
+
+
 def _unshown_error(result: Any) -> tuple[str, str, list[str]]:
     """A failed cell's error when IPython showed no traceback for it, as ipykernel takes it."""
     from sandbox_kernel.guest.shell import error_text
@@ -134,6 +142,7 @@ def _unshown_error(result: Any) -> tuple[str, str, list[str]]:
 
 class Worker:
     def __init__(self, channel: WorkerChannel) -> None:
+        from sandbox_kernel.guest import ipykernel_face
         from sandbox_kernel.guest.comms import install_comm_manager
         from sandbox_kernel.guest.shell import SandboxShell
 
@@ -146,8 +155,11 @@ class Worker:
 
         config = Config()
         config.HistoryManager.hist_file = ":memory:"  # no sqlite file I/O per cell
+        config.IPKernelApp = Config()  # what ipykernel's app gives its shell: read as a sign
         self.shell = SandboxShell.instance(channel=channel, config=config)
         self.comms = install_comm_manager(channel)
+        self.shell.kernel = ipykernel_face.IPythonKernel(self.shell, channel)
+        ipykernel_face.install(SandboxShell)
         builtins.input = self._input
         getpass.getpass = self._getpass
         signal.signal(signal.SIGINT, self._on_sigint)
@@ -179,8 +191,9 @@ class Worker:
         if not self.allow_stdin:
             from IPython.core.error import StdinNotImplementedError
 
+            asked = "getpass" if password else "raw_input"  # ipykernel's words
             raise StdinNotImplementedError(
-                "raw_input was called, but this frontend does not support input requests.")
+                f"{asked} was called, but this frontend does not support input requests.")
         self.channel.send("input_request", self.channel.current_id, prompt=str(prompt),
                           password=password)
         while True:
@@ -192,7 +205,13 @@ class Worker:
     def _input(self, prompt: object = "") -> str:
         return self._ask(str(prompt), False)
 
-    def _getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
+    def _getpass(self, prompt: str = "", stream: Any = None) -> str:
+        # ipykernel's getpass: no prompt by default, and a warning for a stream it cannot use.
+        if stream is not None:
+            import warnings
+
+            warnings.warn("The `stream` parameter of `getpass.getpass` will have no effect "
+                          "when using ipykernel", UserWarning, stacklevel=2)
         return self._ask(prompt, True)
 
     # --- requests -------------------------------------------------------------------------
@@ -207,7 +226,7 @@ class Worker:
                 continue
             self.channel.current_id = request.id
             if getattr(request, "parent_msg_id", ""):
-                self.shell.set_parent({"header": {"msg_id": request.parent_msg_id}})
+                self.shell.set_parent(_parent_of(request))
             handler = getattr(self, f"on_{request.type}", None)
             reply: Reply
             try:

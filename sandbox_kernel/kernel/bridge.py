@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sandbox_kernel import protocol as p
 from sandbox_kernel.channel import DualPortChannel, RequestTooLarge
 from sandbox_kernel.errors import SandboxError, VMDied
+from sandbox_kernel.kernel import published
 
 JSONDict = dict[str, Any]
 E = TypeVar("E", bound=p.Message)
@@ -122,12 +123,20 @@ class Bridge:
     # --- events -------------------------------------------------------------------------------
     def forward(self, event: p.Event, parent: JSONDict) -> None:
         """Publishes a guest event on IOPub, under the request ``parent``."""
+        if isinstance(event, p.Published):
+            own = published.as_event(event)
+            if own is None:
+                self._log.debug("dropping a published %s whose content is not one",
+                                event.msg_type)
+                return
+            event = own
         match event:
             case p.OutputChunk(name=name, text=text):
                 self._publish("stream", {"name": name, "text": text}, parent)
             case p.DisplayData(data=data, metadata=md, transient=tr, update=update):
                 self._publish("update_display_data" if update else "display_data",
-                              {"data": _mime(data), "metadata": md, "transient": tr}, parent)
+                              {"data": _mime(data), "metadata": md,
+                               "transient": _transient(tr)}, parent)
             case p.ExecuteResult(execution_count=count, data=data, metadata=md):
                 self._publish("execute_result", {"execution_count": count,
                                                  "data": _mime(data), "metadata": md}, parent)
@@ -154,7 +163,7 @@ class Bridge:
         that a thread updates) go out whatever their request: under the latest request, as
         ipykernel sends a comm message from a thread of its own."""
         parent = self._late_parents.get(event.id)
-        if parent is None and isinstance(event, p.CommEvent):
+        if parent is None and _is_comm(event):
             parent = self._last_parent
         if parent is not None:
             self.forward(event, parent)
@@ -270,6 +279,18 @@ _MIME_TYPE = re.compile(f"{_NAME}/{_NAME}")
 
 def _mime(data: JSONDict) -> JSONDict:
     return {key: value for key, value in data.items() if _MIME_TYPE.fullmatch(key)}
+
+
+def _is_comm(event: p.Event) -> bool:
+    if isinstance(event, p.Published):
+        return event.msg_type.startswith("comm_")
+    return isinstance(event, p.CommEvent)
+
+
+def _transient(transient: JSONDict) -> JSONDict:
+    """What the protocol puts in ``transient``: a display id, a string."""
+    display_id = transient.get("display_id")
+    return {"display_id": display_id} if isinstance(display_id, str) else {}
 
 
 def _comm_content(event: p.CommEvent) -> JSONDict:
