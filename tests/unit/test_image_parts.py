@@ -98,6 +98,6 @@ def test_wheels_may_be_built_for_any_glibc_up_to_the_guest_s() -> None:
 
 
 def test_every_guest_wheel_is_pinned_once() -> None:
-    names = [wheel.split("==")[0].lower().replace("_", "-") for wheel in DEFAULT.wheels]
-    assert all("==" in wheel for wheel in DEFAULT.wheels)
+    names = [wheel.split("==")[0].lower().replace("_", "-") for wheel in builtin("default").pypi]
+    assert all("==" in wheel for wheel in builtin("default").pypi)
     assert len(names) == len(set(names))
