@@ -52,6 +52,7 @@ class WorkerSupervisor:
         # Set once a snapshot is prepared: every VM restored from it would share this
         # process's hash seed and memory layout, so the first reseed replaces it.
         self.in_snapshot = False
+        self.restarted = False  # a fresh process replaced the snapshot's
         self._swapped: threading.Event | None = None  # set by _died once a restart is done
         self._start(first)
 
@@ -82,6 +83,7 @@ class WorkerSupervisor:
         and random generators, which a restored one shares with every sibling."""
         assert self.proc is not None
         self.in_snapshot = False
+        self.restarted = True
         self._swapped = swapped = threading.Event()
         self.end()
         swapped.wait(30.0)
@@ -325,8 +327,10 @@ class Agent:
                 self.worker.timezone = timezone
                 if self.worker.in_snapshot and fresh_python:
                     # After the kernel's reseed, which the new process's seeds come from.
-                    # It needs no reseed of its own; the first cell waits for it to start.
                     self.worker.restart()
+                if self.worker.restarted:
+                    # A fresh process needs no reseed of its own (nor does a host's retry
+                    # wait for it to start): the first cell waits for it instead.
                     self.send(p.Ack(id=rid))
                 else:
                     self.worker.submit(rid, line)
