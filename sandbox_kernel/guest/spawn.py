@@ -5,6 +5,7 @@ import ctypes
 import fcntl
 import os
 import resource
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ def _become_the_user() -> None:
         finally:
             os.close(fd)
     processes = _process_cap()
+    # Held back until the worker has its handler (see Worker): an interrupt while it starts
+    # would otherwise end it, losing the cell that waits for it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     os.setgroups([])
     os.setresgid(USER_UID, USER_UID, USER_UID)
     os.setresuid(USER_UID, USER_UID, USER_UID)

@@ -151,6 +151,8 @@ class Worker:
         builtins.input = self._input
         getpass.getpass = self._getpass
         signal.signal(signal.SIGINT, self._on_sigint)
+        # Blocked from its start (guest/spawn.py); one that came meanwhile is kept for the cell.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         channel.after_send = self._deliver_pending_interrupt
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:

@@ -120,6 +120,17 @@ async def test_a_fresh_python_after_a_restore_has_the_preloaded_modules_and_its_
         assert out.stdout == "True True False EST5EDT,M3.2.0,M11.1.0\n", out.stderr
 
 
+async def test_an_interrupt_while_the_fresh_python_starts_is_kept_for_the_cell(
+        snapshot_ready: snapshots.SnapshotPaths) -> None:
+    async with running_vm(config()) as vm:  # no shared folder: the worker is still starting
+        execution = asyncio.create_task(run(vm, "print('ran')"))
+        await asyncio.sleep(0.2)
+        vm.interrupt()
+        out = await asyncio.wait_for(execution, 60)
+        assert out.complete.ename == "KeyboardInterrupt", out.complete
+        assert (await run(vm, "print('next')")).stdout == "next\n"
+
+
 async def test_the_snapshots_python_shares_its_hash_seed_when_asked_to(
         snapshot_ready: snapshots.SnapshotPaths) -> None:
     # What the setting trades away: the restores share the snapshot's worker.
