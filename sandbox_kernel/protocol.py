@@ -157,6 +157,9 @@ class Reseed(Message):
     entropy: Base64Bytes
     wall_time: float
     timezone: str = Field("", max_length=64)  # POSIX TZ; "" for UTC
+    # After a restore: replace the snapshot's worker with a freshly executed one, whose hash
+    # seed and address layout are its own.
+    fresh_python: bool = False
 
 
 class Warm(Message):
@@ -193,6 +196,13 @@ class MountShare(Message):
     description: str = Field("", max_length=4096)  # what %sandbox says
 
 
+class EndWorker(Message):
+    """Ends the worker's processes at once (a cell past its time limit that an interrupt did
+    not stop); a fresh worker starts, and the cell in flight gets a WorkerDied reply."""
+
+    type: Literal["end_worker"] = "end_worker"
+
+
 class PrepareSnapshot(Message):
     """Before a snapshot: flush and drop the guest's caches so the saved state is small."""
 
@@ -201,7 +211,8 @@ class PrepareSnapshot(Message):
 
 Request = Annotated[
     Ping | Execute | Interrupt | InputReply | Complete | Inspect | IsComplete | History
-    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Warm | MountShare | PrepareSnapshot,
+    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Warm | MountShare | PrepareSnapshot
+    | EndWorker,
     Field(discriminator="type"),
 ]
 

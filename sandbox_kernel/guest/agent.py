@@ -47,11 +47,18 @@ class WorkerSupervisor:
         self._swap = threading.Lock()  # held while the worker's pipes are replaced
         self.proc: subprocess.Popen[bytes] | None = None
         self.cwd = USER_HOME  # where a fresh worker starts: the shared folder, once mounted
+        self.timezone = ""  # the host's, told by the reseed: a fresh worker starts in it
+        self.preload: tuple[str, ...] = ()  # what the snapshot's worker had imported
+        # Set once a snapshot is prepared: every VM restored from it would share this
+        # process's hash seed and memory layout, so the first reseed replaces it.
+        self.in_snapshot = False
+        self.restarted = False  # a fresh process replaced the snapshot's
+        self._swapped: threading.Event | None = None  # set by _died once a restart is done
         self._start(first)
 
     def _start(self, spawned: WorkerProcess | None = None) -> None:
         self._oom_kills_at_start = oom_kills()
-        spawned = spawned or spawn_worker(self.cwd)
+        spawned = spawned or spawn_worker(self.cwd, self.timezone, self.preload)
         self.proc = spawned.proc
         self.req_w, self.msg_r = spawned.req_w, spawned.msg_r
         self.out_r, self.err_r = spawned.out_r, spawned.err_r
@@ -69,6 +76,23 @@ class WorkerSupervisor:
                     view = view[os.write(self.req_w, view):]
             except BrokenPipeError:
                 pass  # the worker is dying; _died() reports this request with the others
+
+    def restart(self) -> None:
+        """Ends the idle worker and starts a freshly executed one in its place, which takes
+        requests while it starts up: a new process has its own hash seed, address layout
+        and random generators, which a restored one shares with every sibling."""
+        assert self.proc is not None
+        self.in_snapshot = False
+        self.restarted = True
+        self._swapped = swapped = threading.Event()
+        self.end()
+        swapped.wait(30.0)
+
+    def end(self) -> None:
+        """Kills the worker and all it started; _died() starts the next one."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
     def interrupt(self) -> None:
         if self.proc is not None and self.inflight:
@@ -182,6 +206,9 @@ class WorkerSupervisor:
                 lost = list(self.inflight)
                 self.inflight.clear()
             self._start()  # before reporting, so that the next request finds it
+            swapped, self._swapped = self._swapped, None
+        if swapped is not None:
+            swapped.set()
         for request_id in lost:
             self.agent.send(p.ExecuteReply(
                 id=request_id, status="error", ename="WorkerDied",
@@ -292,15 +319,29 @@ class Agent:
             case p.Interrupt(id=rid):
                 self.worker.interrupt()
                 self.send(p.Ack(id=rid))
-            case p.Reseed(id=rid, entropy=entropy, wall_time=wall_time):
+            case p.EndWorker(id=rid):
+                self.worker.end()
+                self.send(p.Ack(id=rid))
+            case p.Reseed(id=rid, entropy=entropy, wall_time=wall_time, timezone=timezone,
+                          fresh_python=fresh_python):
                 self._reseed_kernel(entropy, wall_time)
-                self.worker.submit(rid, line)
+                self.worker.timezone = timezone
+                if self.worker.in_snapshot and fresh_python:
+                    # After the kernel's reseed, which the new process's seeds come from.
+                    self.worker.restart()
+                if self.worker.restarted:
+                    # A fresh process needs no reseed of its own (nor does a host's retry
+                    # wait for it to start): the first cell waits for it instead.
+                    self.send(p.Ack(id=rid))
+                else:
+                    self.worker.submit(rid, line)
                 _warm_cell_path()
             case p.PrepareSnapshot(id=rid):
                 p.build_all()
                 gc.collect()
                 gc.freeze()  # as the worker does: see its on_warm
                 self._prepare_snapshot()
+                self.worker.in_snapshot = True
                 self.send(p.Ack(id=rid))
             case p.MountShare(name=name, writable=writable, wheelhouse=wheelhouse):
                 if name is not None and self.share is None:  # once per VM
@@ -310,6 +351,9 @@ class Agent:
                     self.wheelhouse = shared_folder.mount_wheelhouse(
                         find_port(p.WHEELHOUSE_PORT))
                 self.worker.submit(request.id, line)  # the worker moves there, and answers
+            case p.Warm(modules=modules):
+                self.worker.preload = tuple(modules)  # for a fresh worker after a restore
+                self.worker.submit(request.id, line)
             case p.InputReply():
                 self.worker.submit(None, line)  # part of the execution already in flight
             case _:

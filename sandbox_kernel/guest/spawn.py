@@ -5,6 +5,7 @@ import ctypes
 import fcntl
 import os
 import resource
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ PATH = ("/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin:"
         f"{USER_HOME}/.local/bin:/opt/sandbox/bin")
 _F_SETPIPE_SZ = 1031
 _PR_SET_NO_NEW_PRIVS = 38
-_MAX_USER_PROCESSES = 1024
+_DEFAULT_PROCESSES = 1024
 
 
 WORKER_CGROUP = "/sys/fs/cgroup/worker"  # made by guest/init
@@ -36,11 +37,25 @@ def _become_the_user() -> None:
             os.write(fd, b"0")
         finally:
             os.close(fd)
+    processes = _process_cap()
+    # Held back until the worker has its handler (see Worker): an interrupt while it starts
+    # would otherwise end it, losing the cell that waits for it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     os.setgroups([])
     os.setresgid(USER_UID, USER_UID, USER_UID)
     os.setresuid(USER_UID, USER_UID, USER_UID)
     ctypes.CDLL(None).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    resource.setrlimit(resource.RLIMIT_NPROC, (_MAX_USER_PROCESSES, _MAX_USER_PROCESSES))
+    resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+
+
+def _process_cap() -> int:
+    """The worker cgroup's process cap (the host's setting), which the user's own limit
+    follows."""
+    try:
+        with open(f"{WORKER_CGROUP}/pids.max") as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return _DEFAULT_PROCESSES
 
 
 def _pipe(size: int = 1 << 20) -> tuple[int, int]:
@@ -61,7 +76,9 @@ class WorkerProcess:
     err_r: int  # its stderr
 
 
-def spawn_worker(cwd: str = USER_HOME) -> WorkerProcess:
+def spawn_worker(cwd: str = USER_HOME, timezone: str = "",
+                 preload: tuple[str, ...] = ()) -> WorkerProcess:
+    """``preload``: modules the worker imports in the background once it has started."""
     req_r, req_w = _pipe()
     msg_r, msg_w = _pipe()
     out_r, out_w = _pipe()
@@ -73,6 +90,10 @@ def spawn_worker(cwd: str = USER_HOME) -> WorkerProcess:
         "PIP_CONFIG_FILE": "/opt/sandbox/pip.conf",  # see image/initramfs.py
         "SANDBOX_REQ_FD": str(req_r), "SANDBOX_MSG_FD": str(msg_w),
     }
+    if timezone:
+        env["TZ"] = timezone
+    if preload:
+        env["SANDBOX_PRELOAD"] = ",".join(preload)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from sandbox_kernel.guest.worker import main; main()"],
         stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, msg_w),

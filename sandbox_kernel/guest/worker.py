@@ -163,6 +163,8 @@ class Worker:
         builtins.input = self._input
         getpass.getpass = self._getpass
         signal.signal(signal.SIGINT, self._on_sigint)
+        # Blocked from its start (guest/spawn.py); one that came meanwhile is kept for the cell.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         channel.after_send = self._deliver_pending_interrupt
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
@@ -384,9 +386,11 @@ class Worker:
         random.seed()
         # Only if loaded: touching numpy.random would import it (numpy 2 does so lazily),
         # and one imported after the restore seeds itself from the reseeded kernel.
-        numpy_random = sys.modules.get("numpy.random")
-        if numpy_random is not None:
-            numpy_random.seed()
+        # One still being imported (a fresh worker's preload) will seed itself from the
+        # reseeded kernel.
+        seed = getattr(sys.modules.get("numpy.random"), "seed", None)
+        if seed is not None:
+            seed()
         # The host's local time, as a local kernel would show it; the children inherit it.
         if req.timezone:
             os.environ["TZ"] = req.timezone
@@ -405,11 +409,28 @@ class Worker:
                     user_expressions=self.shell.user_expressions({}))
 
 
+def _preload(modules: list[str]) -> None:
+    """What a restored VM's worker had imported, imported while the user starts: a cell that
+    imports one of them meanwhile waits only for the rest of that import."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the cell that imports it will say what is wrong
+            pass
+
+
 def main() -> None:
     channel = WorkerChannel(int(os.environ.pop("SANDBOX_REQ_FD")),
                             int(os.environ.pop("SANDBOX_MSG_FD")))
+    preload = [name for name in os.environ.pop("SANDBOX_PRELOAD", "").split(",") if name]
     sys.stdout = open_output("stdout", 1, channel)
     sys.stderr = open_output("stderr", 2, channel)
     sys.path.insert(0, "")  # like ipykernel: the working directory's modules are importable
     os.environ.pop("PYTHONPATH", None)
-    Worker(channel).serve()
+    worker = Worker(channel)
+    if preload:
+        threading.Thread(target=_preload, args=(preload,), daemon=True,
+                         name="preload").start()
+    worker.serve()

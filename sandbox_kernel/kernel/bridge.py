@@ -23,6 +23,7 @@ from sandbox_kernel import protocol as p
 from sandbox_kernel.channel import DualPortChannel, RequestTooLarge
 from sandbox_kernel.errors import SandboxError, VMDied
 from sandbox_kernel.kernel import published
+from sandbox_kernel.kernel.cell_limits import CellLimits, CellTimer, OutputBudget
 
 JSONDict = dict[str, Any]
 E = TypeVar("E", bound=p.Message)
@@ -52,8 +53,9 @@ def build_models() -> None:
 
 class Bridge:
     def __init__(self, channel: DualPortChannel, publish: Publish, ask_input: AskInput,
-                 log: logging.Logger | None = None) -> None:
+                 log: logging.Logger | None = None, limits: CellLimits | None = None) -> None:
         self._channel = channel
+        self._limits = limits or CellLimits()
         self._publish = publish
         self._ask_input = ask_input
         self._log = log or logging.getLogger(__name__)
@@ -83,14 +85,18 @@ class Bridge:
                         ident: Any) -> p.ExecuteReply | p.AgentError:
         inputs = _InputRelay(self._ask_input, channel, request.id, parent, ident)
         self._running = request.id
+        notice = self._notice_under(parent)
+        budget = OutputBudget(self._limits.max_output_bytes, notice)
+        timer = CellTimer(self._limits.timeout_s, self.interrupt, self._end_worker, notice)
         try:
-            async for event in channel.stream(request):
-                if isinstance(event, p.ExecuteReply | p.AgentError):
-                    return event
-                if isinstance(event, p.InputRequest):
-                    inputs.ask(event)
-                else:
-                    self.forward(event, parent)
+            with timer:
+                async for event in channel.stream(request):
+                    if isinstance(event, p.ExecuteReply | p.AgentError):
+                        return event
+                    if isinstance(event, p.InputRequest):
+                        inputs.ask(event)
+                    elif budget.allows(event):
+                        self.forward(event, parent)
         except (VMDied, RequestTooLarge):
             raise
         except SandboxError as exc:  # the channel closed: the VM is gone
@@ -119,6 +125,16 @@ class Bridge:
             return
         with contextlib.suppress(SandboxError):  # a full queue: the guest is stuck anyway
             self._channel.send(p.Interrupt(id=self._channel.next_id()))
+
+    def _end_worker(self) -> None:
+        if self._running is not None and self._channel.closed is None:
+            with contextlib.suppress(SandboxError):
+                self._channel.send(p.EndWorker(id=self._channel.next_id()))
+
+    def _notice_under(self, parent: JSONDict) -> Callable[[str], None]:
+        def notice(text: str) -> None:
+            self._publish("stream", {"name": "stderr", "text": f"sandbox: {text}\n"}, parent)
+        return notice
 
     # --- events -------------------------------------------------------------------------------
     def forward(self, event: p.Event, parent: JSONDict) -> None:

@@ -194,7 +194,8 @@ class SandboxKernel(Kernel, VMSettings):
             raise VMDied("the VM has no channel to its guest")
         vm.on_share_notice = lambda text: self._call_on_loop(functools.partial(self._notice, text))
         self._bridge = bridge_class(vm.channel, self._publish,
-                                    functools.partial(ask_frontend, self), self.log)
+                                    functools.partial(ask_frontend, self), self.log,
+                                    self.cell_limits())
         return self._bridge
 
     def _take_early_vm(self) -> EarlyVM | None:

@@ -5,9 +5,10 @@ them too, to start the VM early with the settings the kernel will ask for."""
 from pathlib import Path
 from typing import Any, cast
 
-from traitlets import Bool, Enum, Int, List, Unicode, Union
+from traitlets import Bool, Enum, Float, Int, List, Unicode, Union
 from traitlets.config import Configurable
 
+from sandbox_kernel.kernel.cell_limits import CellLimits
 from sandbox_kernel.share.plan import SharePlan, host_folder
 from sandbox_kernel.share.policy import DEFAULT_EXCLUDES, decide
 from sandbox_kernel.share.settings import MIB, ShareSettings
@@ -50,13 +51,36 @@ class VMSettings(Configurable):
                  "install, !pip install and python -m pip install take packages from it, "
                  "with no network. Empty for none.").tag(config=True)
 
+    tmp_size_mb = Int(256, help="Size of /tmp in the VM (RAM-backed)").tag(config=True)
+    home_size_mb = Int(256, help="Size of the user's home in the VM (RAM-backed)").tag(
+        config=True)
+    worker_memory_mb = Int(VMConfig.worker_memory_mb,
+                           help="Memory for the cell's processes together (0: all the VM's "
+                                "but a quarter, or 160 MB, whichever is less)").tag(config=True)
+    worker_processes = Int(VMConfig.worker_processes,
+                           help="How many processes the cell's code may run at once").tag(
+                               config=True)
+    fresh_python = Bool(VMConfig.fresh_python,
+                        help="After a snapshot restore, run cells in a freshly started Python "
+                             "(its own hash seed and address layout) rather than the "
+                             "snapshot's; off starts faster").tag(config=True)
+    cell_timeout_s = Float(0.0, help="Wall-clock seconds a cell may run before it is "
+                                     "interrupted (and its Python ended if it does not stop); "
+                                     "0 for no limit").tag(config=True)
+    max_output_mb = Float(64.0, help="Output one cell may show, in MB; 0 for no limit").tag(
+        config=True)
+
     @classmethod
     def section_names(cls) -> list[str]:
         names = super().section_names()
         return names if SECTION in names else [*names, SECTION]
 
     def vm_config(self) -> VMConfig:
-        config = VMConfig(image=self.image, memory_mb=self.memory_mb, cpus=self.cpus)
+        config = VMConfig(image=self.image, memory_mb=self.memory_mb, cpus=self.cpus,
+                          tmp_size=f"{self.tmp_size_mb}m", home_size=f"{self.home_size_mb}m",
+                          worker_memory_mb=self.worker_memory_mb,
+                          worker_processes=self.worker_processes,
+                          fresh_python=self.fresh_python)
         if self.accel is not None:
             config.accel = cast(Accel, self.accel)  # the Enum trait has checked it
         if self.snapshots is not None:
@@ -72,6 +96,10 @@ class VMSettings(Configurable):
 
     def wheelhouse_plan(self) -> WheelhousePlan | None:
         return wheelhouse_plan(self.wheelhouse, **self._limits())
+
+    def cell_limits(self) -> CellLimits:
+        return CellLimits(timeout_s=max(0.0, self.cell_timeout_s),
+                          max_output_bytes=max(0, int(self.max_output_mb * MIB)))
 
     def share_plan(self, start_folder: Path | None = None) -> SharePlan:
         folder = host_folder(self.shared_folder, start_folder)

@@ -27,6 +27,13 @@ class VMConfig:
     tcg_cache_mb: int = 64
     tmp_size: str = "256m"
     home_size: str = "256m"
+    # The cgroup of the cell's processes: memory (0: all the RAM but a quarter or 160 MB)
+    # and how many processes.
+    worker_memory_mb: int = 0
+    worker_processes: int = 1024
+    # A restored VM runs a freshly executed Python rather than the snapshot's, whose hash
+    # seed and address layout every VM from the snapshot would share.
+    fresh_python: bool = False
     # One deadline per boot attempt, and a retry: about one TCG boot in 30 hangs.
     boot_timeout_s: float = 60.0
     boot_attempts: int = 2
@@ -44,8 +51,12 @@ class VMConfig:
             raise ValueError(f"accel must be auto, kvm or tcg, not {self.accel!r}")
         if self.memory_mb < 256 or self.cpus < 1:
             raise ValueError("a VM needs at least 256 MB of memory and one vCPU")
+        if self.worker_memory_mb < 0 or self.worker_processes < 16:
+            raise ValueError("the worker needs a memory cap of 0 (automatic) or more MB, "
+                             "and at least 16 processes")
 
     def machine_key(self) -> dict[str, object]:
         """What a memory snapshot depends on."""
-        wanted = ("image", "memory_mb", "cpus", "tmp_size", "home_size", "tcg_cache_mb")
+        wanted = ("image", "memory_mb", "cpus", "tmp_size", "home_size", "tcg_cache_mb",
+                  "worker_memory_mb", "worker_processes")
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name in wanted}

@@ -272,7 +272,8 @@ class SandboxVM:
         timezone = host_timezone()
         reply = await self._ask_until_answered(
             channel, lambda: p.Reseed(id=channel.next_id(), entropy=os.urandom(64),
-                                      wall_time=time.time(), timezone=timezone), retry_after)
+                                      wall_time=time.time(), timezone=timezone,
+                                      fresh_python=self.config.fresh_python), retry_after)
         if not isinstance(reply, p.Ack):
             raise SandboxError(f"the guest could not reseed: {reply}")
 

@@ -85,6 +85,8 @@ def kernel_args(config: VMConfig) -> list[str]:
         # memory that the host then holds for each VM.
         "transparent_hugepage=never",
         f"sandbox.tmpsize={config.tmp_size}", f"sandbox.homesize={config.home_size}",
+        f"sandbox.workermem={config.worker_memory_mb}",
+        f"sandbox.workerpids={config.worker_processes}",
         *GUEST_HARDENING,
     ]
 

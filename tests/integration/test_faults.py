@@ -2,15 +2,18 @@
 cell, and start/stop cycles that leave nothing behind."""
 
 import asyncio
+import base64
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from sandbox_kernel import protocol as p
 from sandbox_kernel.errors import SandboxError
+from sandbox_kernel.image import initramfs
 from sandbox_kernel.vm import VMConfig, start_vm
 from tests.leftovers import qemu_processes, run_dirs
 
@@ -36,6 +39,50 @@ async def test_qemu_killed_mid_cell_is_a_clear_error_within_a_second() -> None:
         assert "Restart the kernel" in str(error.value) or "closed" in str(error.value)
     finally:
         await vm.stop()
+
+
+# A root-side hook in PID 1, for this test's initramfs only: when the cell creates the file,
+# the agent's process ends at once, as a crash would end it. Production images never hold it.
+_AGENT_KILLER = """
+import os, runpy, signal, threading, time
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})  # as the agent: see its main()
+def watch():
+    while not os.path.exists('/tmp/end-the-agent'):
+        time.sleep(0.02)
+    os._exit(9)
+threading.Thread(target=watch, daemon=True).start()
+runpy.run_path('/opt/sandbox/sandbox_kernel/guest/boot.py', run_name='__main__')
+"""
+_BOOT_LINE = b"/usr/bin/python3 -I /opt/sandbox/sandbox_kernel/guest/boot.py"
+
+
+def _init_with_agent_killer(production: Callable[[], bytes]) -> bytes:
+    init = production()
+    assert init.count(_BOOT_LINE) == 1
+    code = base64.b64encode(_AGENT_KILLER.encode()).decode()
+    hooked = f"/usr/bin/python3 -I -c \"import base64; exec(base64.b64decode('{code}'))\""
+    return init.replace(_BOOT_LINE, hooked.encode())
+
+
+async def test_the_agent_ending_is_a_clear_error_within_a_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    production = initramfs._init_script
+    monkeypatch.setattr(initramfs, "_init_script", lambda: _init_with_agent_killer(production))
+    vm = await start_vm(VMConfig(snapshots=False, boot_timeout_s=90))
+    try:
+        events = vm.execute("import time\nopen('/tmp/end-the-agent', 'w').close()\n"
+                            "print('started', flush=True)\ntime.sleep(60)")
+        first = await anext(events)
+        assert isinstance(first, p.OutputChunk)
+        ended = time.monotonic()
+        with pytest.raises(SandboxError) as error:
+            async for _ in events:
+                pass
+        assert time.monotonic() - ended < 1.0
+        assert "Restart the kernel" in str(error.value) or "closed" in str(error.value)
+    finally:
+        await vm.stop()
+    assert vm.proc is not None and vm.proc.returncode is not None
 
 
 def _open_fds() -> int:

@@ -22,8 +22,13 @@ RANDOMNESS = ("import os, random, uuid, json\n"
               " float(np.random.rand())]))")
 
 
-def config() -> VMConfig:
-    return VMConfig(snapshots=True, boot_timeout_s=60)
+def config(fresh_python: bool = True) -> VMConfig:
+    return VMConfig(snapshots=True, boot_timeout_s=60, fresh_python=fresh_python)
+
+
+def the_snapshots_python() -> VMConfig:
+    """A restore that keeps the snapshot's warm worker, as the setting allows."""
+    return config(fresh_python=False)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -43,7 +48,7 @@ async def snapshot_ready() -> AsyncIterator[snapshots.SnapshotPaths]:
 
 
 async def test_start_restores_the_snapshot(snapshot_ready: snapshots.SnapshotPaths) -> None:
-    async with running_vm(config()) as vm:
+    async with running_vm(the_snapshots_python()) as vm:
         assert vm.started_from == "snapshot"
         out = await run(vm, "import sys\nprint('numpy' in sys.modules, 'np' in dir())")
         # Warmed modules are imported, but nothing is in the user's namespace.
@@ -59,7 +64,7 @@ async def test_start_restores_the_snapshot(snapshot_ready: snapshots.SnapshotPat
 
 async def test_the_snapshot_holds_the_completer_and_leaves_its_objects_to_no_collection(
         snapshot_ready: snapshots.SnapshotPaths) -> None:
-    async with running_vm(config()) as vm:
+    async with running_vm(the_snapshots_python()) as vm:
         out = await run(vm, "import gc, sys\n"
                             "print(get_ipython()._completer is not None, 'jedi' in sys.modules,"
                             " gc.get_freeze_count() > 50_000)")
@@ -82,6 +87,58 @@ async def test_two_restores_from_one_file_differ_in_randomness(
             assert x != y, (values_a, values_b)
     finally:
         await asyncio.gather(first.stop(), second.stop())
+
+
+# Debian's python3 is not position-independent: its own code is at the same address in every
+# process. Its heap, libraries and stack are not.
+LAYOUT = ("import json\n"
+          "maps = open('/proc/self/maps').read().splitlines()\n"
+          "print(json.dumps([hash('abc'), id(object()),"
+          " *(next(m for m in maps if m.endswith(end)).split()[0]"
+          "   for end in ('[heap]', '[stack]'))]))")
+
+
+async def test_each_restored_kernel_has_its_own_hash_seed_and_address_layout(
+        snapshot_ready: snapshots.SnapshotPaths) -> None:
+    seen = []
+    for _ in range(2):
+        async with running_vm(config()) as vm:
+            assert vm.started_from == "snapshot"
+            seen.append(json.loads((await run(vm, LAYOUT)).stdout))
+    for x, y in zip(*seen, strict=True):
+        assert x != y, seen
+
+
+async def test_a_fresh_python_after_a_restore_has_the_preloaded_modules_and_its_time_zone(
+        snapshot_ready: snapshots.SnapshotPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "EST5EDT")
+    async with running_vm(config()) as vm:
+        out = await run(vm, "import os, sys, threading\n"
+                            "[t.join() for t in threading.enumerate() if t.name == 'preload']\n"
+                            "print('numpy' in sys.modules, 'matplotlib.pyplot' in sys.modules,"
+                            " 'np' in dir(), os.environ.get('TZ'))")
+        assert out.stdout == "True True False EST5EDT,M3.2.0,M11.1.0\n", out.stderr
+
+
+async def test_an_interrupt_while_the_fresh_python_starts_is_kept_for_the_cell(
+        snapshot_ready: snapshots.SnapshotPaths) -> None:
+    async with running_vm(config()) as vm:  # no shared folder: the worker is still starting
+        execution = asyncio.create_task(run(vm, "print('ran')"))
+        await asyncio.sleep(0.2)
+        vm.interrupt()
+        out = await asyncio.wait_for(execution, 60)
+        assert out.complete.ename == "KeyboardInterrupt", out.complete
+        assert (await run(vm, "print('next')")).stdout == "next\n"
+
+
+async def test_the_snapshots_python_shares_its_hash_seed_when_asked_to(
+        snapshot_ready: snapshots.SnapshotPaths) -> None:
+    # What the setting trades away: the restores share the snapshot's worker.
+    seen = []
+    for _ in range(2):
+        async with running_vm(the_snapshots_python()) as vm:
+            seen.append(json.loads((await run(vm, LAYOUT)).stdout))
+    assert seen[0][0] == seen[1][0], seen
 
 
 async def test_restored_guest_has_the_current_wall_clock(

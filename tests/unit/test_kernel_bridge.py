@@ -12,8 +12,10 @@ import pytest_asyncio
 from sandbox_kernel import protocol as p
 from sandbox_kernel.channel import DualPortChannel
 from sandbox_kernel.errors import VMDied
+from sandbox_kernel.kernel import cell_limits
 from sandbox_kernel.kernel.bridge import Bridge
-from tests.unit.kernel_fakes import ScriptedGuest, answer, done
+from sandbox_kernel.kernel.cell_limits import CellLimits
+from tests.unit.kernel_fakes import ScriptedGuest, answer, done, out
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.asyncio(loop_scope="function")]
 PARENT = {"header": {"msg_id": "cell-1", "msg_type": "execute_request"}}
@@ -93,3 +95,70 @@ async def test_an_answer_of_another_kind_is_dropped_and_the_request_s_own_awaite
     assert reply == {"status": "complete"}
     assert [e.split(":")[0] for e in channel.protocol_errors] == [
         "a ack cannot answer request 1", "a execute_reply cannot answer request 1"]
+
+
+async def _run(bridge: Bridge) -> dict[str, Any]:
+    return await bridge.execute("x", silent=False, store_history=True, user_expressions={},
+                                allow_stdin=False, parent=PARENT, ident=[b"frontend"])
+
+
+def _notices(published: Published) -> list[str]:
+    return [content["text"] for kind, content, *_ in published
+            if kind == "stream" and content["text"].startswith("sandbox: ")]
+
+
+async def test_output_past_the_cap_is_dropped_with_one_note_naming_the_setting(
+        wired: tuple[ScriptedGuest, DualPortChannel]) -> None:
+    guest, channel = wired
+    chunk = "x" * 600_000
+    guest.on("execute", answer(out(chunk), out(chunk), out(chunk), done(1)))
+    published = Published()
+    bridge = Bridge(channel, published, _never_asked, limits=CellLimits(max_output_bytes=2**20))
+    assert (await _run(bridge))["status"] == "ok"
+    shown = [content["text"] for kind, content, *_ in published if kind == "stream"]
+    assert shown[0] == chunk and len(shown) == 2
+    assert "c.SandboxKernel.max_output_mb = 1" in shown[1]
+
+
+async def test_a_cell_past_its_time_is_interrupted_and_the_reply_says_so(
+        wired: tuple[ScriptedGuest, DualPortChannel]) -> None:
+    guest, channel = wired
+    guest.on("execute", answer())  # runs on
+    guest.on("interrupt", lambda request: [
+        p.Ack(id=request.id),
+        p.ExecuteReply(id=guest.last("execute").id, status="error", execution_count=1,
+                       ename="KeyboardInterrupt")])
+    published = Published()
+    bridge = Bridge(channel, published, _never_asked, limits=CellLimits(timeout_s=0.2))
+    reply = await _run(bridge)
+    assert reply["ename"] == "KeyboardInterrupt"
+    assert [r.type for r in guest.seen] == ["execute", "interrupt"]
+    [notice] = _notices(published)
+    assert "c.SandboxKernel.cell_timeout_s = 0.2" in notice and "interrupted" in notice
+
+
+async def test_a_cell_that_ignores_the_interrupt_loses_its_worker(
+        wired: tuple[ScriptedGuest, DualPortChannel], monkeypatch: pytest.MonkeyPatch) -> None:
+    guest, channel = wired
+    monkeypatch.setattr(cell_limits, "END_AFTER_INTERRUPT_S", 0.2)
+    guest.on("execute", answer())
+    guest.on("interrupt", answer(lambda request: p.Ack(id=request.id)))
+    guest.on("end_worker", lambda request: [
+        p.Ack(id=request.id),
+        p.ExecuteReply(id=guest.last("execute").id, status="error", execution_count=1,
+                       ename="WorkerDied")])
+    published = Published()
+    bridge = Bridge(channel, published, _never_asked, limits=CellLimits(timeout_s=0.2))
+    assert (await _run(bridge))["ename"] == "WorkerDied"
+    assert [r.type for r in guest.seen] == ["execute", "interrupt", "end_worker"]
+    notices = _notices(published)
+    assert len(notices) == 2 and all("cell_timeout_s = 0.2" in n for n in notices)
+    assert "ended" in notices[1]
+
+
+async def test_no_limit_by_default(wired: tuple[ScriptedGuest, DualPortChannel]) -> None:
+    guest, channel = wired
+    guest.on("execute", answer(out("x" * 3_000_000), done(1)))
+    published = Published()
+    assert (await _run(Bridge(channel, published, _never_asked)))["status"] == "ok"
+    assert _notices(published) == []

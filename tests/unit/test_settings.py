@@ -10,10 +10,12 @@ from traitlets.config import Config
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from sandbox_kernel.kernel.app import CONFIG_FILE, SandboxKernelApp
+from sandbox_kernel.kernel.cell_limits import CellLimits
 from sandbox_kernel.kernel.install import install, kernel_spec
 from sandbox_kernel.kernel.settings import VMSettings
 from sandbox_kernel.share.plan import SharePlan
 from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.qemu import kernel_args
 
 
 def test_settings_come_from_the_kernel_s_config_section_and_the_command_line() -> None:
@@ -25,6 +27,28 @@ def test_settings_come_from_the_kernel_s_config_section_and_the_command_line() -
     settings = VMSettings(config=KVArgParseConfigLoader(argv).load_config())
     assert _machine(settings.vm_config()) == VMConfig(memory_mb=2048, accel="tcg",
                                                       snapshots=False)
+
+
+def test_the_limits_are_settings() -> None:
+    argv = ["--SandboxKernel.tmp_size_mb=64", "--SandboxKernel.home_size_mb=32",
+            "--SandboxKernel.worker_memory_mb=300", "--SandboxKernel.worker_processes=50",
+            "--SandboxKernel.fresh_python=True", "--SandboxKernel.cell_timeout_s=2.5",
+            "--SandboxKernel.max_output_mb=0.5"]
+    settings = VMSettings(config=KVArgParseConfigLoader(argv).load_config())
+    assert _machine(settings.vm_config()) == VMConfig(
+        tmp_size="64m", home_size="32m", worker_memory_mb=300, worker_processes=50,
+        fresh_python=True)
+    assert settings.cell_limits() == CellLimits(timeout_s=2.5, max_output_bytes=2**19)
+    # Off by default: no timeout; the output cap is generous.
+    assert VMSettings().cell_limits() == CellLimits(timeout_s=0.0, max_output_bytes=64 * 2**20)
+
+
+def test_the_worker_s_caps_go_on_the_guest_s_command_line_and_in_the_snapshot_s_key() -> None:
+    config = VMConfig(worker_memory_mb=300, worker_processes=50)
+    assert {"sandbox.workermem=300", "sandbox.workerpids=50"} <= set(kernel_args(config))
+    assert config.machine_key() != VMConfig().machine_key()
+    with pytest.raises(ValueError, match="16 processes"):
+        VMConfig(worker_processes=3)
 
 
 def _machine(config: VMConfig) -> VMConfig:
