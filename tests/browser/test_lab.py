@@ -116,6 +116,8 @@ def test_restart_from_the_toolbar(page: NotebookPage) -> None:
 
 def test_the_saved_notebook_names_the_sandbox_kernel(page: NotebookPage, lab: Lab) -> None:
     page.click_toolbar("docmanager:save")
+    # Lab offers a new name on an untitled notebook's first save: it keeps its own.
+    page.one("the rename dialog's Rename and Save", ".jp-Dialog .jp-mod-accept").click()
     saved = lab.root / "Untitled.ipynb"
     page.wait("the notebook saved with its outputs",
               lambda _: saved.exists() and "hello from the VM, 42" in saved.read_text())
