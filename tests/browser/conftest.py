@@ -66,8 +66,9 @@ def driver(chromium: tuple[str, str], artifacts: Path) -> Iterator[WebDriver]:
 
 
 @pytest.fixture(scope="module")
-def page(lab: Lab, driver: WebDriver, artifacts: Path) -> NotebookPage:
-    """A new notebook on the sandbox kernel, made from Lab's launcher as a user makes it."""
+def page(driver: WebDriver, lab: Lab, artifacts: Path) -> NotebookPage:
+    """A new notebook on the sandbox kernel, made from Lab's launcher as a user makes it.
+    (The browser first: without it the test is skipped before Lab starts.)"""
     page = NotebookPage(driver, artifacts)
     driver.get(lab.lab_url())
     page.new_notebook(KERNEL_DISPLAY_NAME)
