@@ -4,11 +4,14 @@ slider, answers input(), completes with Tab, interrupts and restarts from the to
 The tests run in order on one notebook (later ones use what earlier ones left); each keeps
 a screenshot (see tests/README.md for where)."""
 
+import contextlib
 import json
 
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
 
 from tests.browser.conftest import KERNEL_DISPLAY_NAME
 from tests.browser.lab import Lab
@@ -72,8 +75,7 @@ def test_input_is_answered_in_the_browser(page: NotebookPage) -> None:
 def test_tab_completes_from_the_kernel_s_namespace(page: NotebookPage) -> None:
     page.run_and_read("sandbox_alpha = 1\nsandbox_alphabet = 2")
     editor = page.type_code("sandbox_al")
-    editor.send_keys(Keys.TAB)
-    completer = page.one("the completer", ".jp-Completer")
+    completer = _completer_after_tab(page, editor)
     matches = page.wait("the completer's items", lambda _: {
         e.text: e for e in page.shown(".jp-Completer-item .jp-Completer-match", completer)})
     assert {"sandbox_alpha", "sandbox_alphabet"} <= set(matches), list(matches)
@@ -86,6 +88,17 @@ def test_tab_completes_from_the_kernel_s_namespace(page: NotebookPage) -> None:
     page.last_editor().send_keys(Keys.SHIFT, Keys.ENTER)
     page.wait_done(cell)
     assert page.output_text(cell, RESULT) == "2"
+
+
+def _completer_after_tab(page: NotebookPage, editor: WebElement) -> WebElement:
+    # Once in some runs the first Tab shows nothing (the kernel's reply unseen by Lab?
+    # not yet understood): a user presses it again, and so does the test, twice at most.
+    for _ in range(2):
+        editor.send_keys(Keys.TAB)
+        with contextlib.suppress(TimeoutException):
+            return page.one("the completer", ".jp-Completer", timeout=10)
+    editor.send_keys(Keys.TAB)
+    return page.one("the completer", ".jp-Completer", timeout=10)
 
 
 def test_interrupt_from_the_toolbar(page: NotebookPage) -> None:
