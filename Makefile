@@ -9,8 +9,10 @@ HOST_TOOLS := qemu-system-x86_64 mkfs.erofs lz4 dpkg-deb apt-get ldconfig pgrep
 # host too), and checks them with Debian's keyring.
 KEYRING := /usr/share/keyrings/debian-archive-keyring.gpg
 APT_PACKAGES := qemu-system-x86 erofs-utils lz4 procps python3-venv debian-archive-keyring
-# What the tests use besides: strace shows that the builder never reads the host's apt set-up.
-TEST_TOOLS := strace
+# What the tests use besides: strace shows that the builder never reads the host's apt set-up;
+# Debian's chromium and its driver run the browser test (JupyterLab, through selenium).
+TEST_TOOLS := strace chromium chromedriver
+TEST_PACKAGES := strace chromium chromium-driver
 PYTEST_ARGS ?=
 
 .PHONY: setup host-tools test-tools venv image kernelspec scientific demo test fuzz lint clean-cache
@@ -48,8 +50,12 @@ scientific: venv host-tools
 	$(SK) install --sys-prefix --image scientific
 
 test-tools:
-	@command -v $(TEST_TOOLS) >/dev/null || { $(SUDO) apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(TEST_TOOLS); }
+	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing test tools (missing:$$missing)"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(TEST_PACKAGES); \
+	fi
 
 demo: setup
 	$(SK) doctor

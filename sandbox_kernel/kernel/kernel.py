@@ -16,6 +16,7 @@ import functools
 import inspect
 import signal
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ipykernel._version import kernel_protocol_version
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _EXIT_AFTER_S = 0.1  # ipykernel stops its loop this long after `exit`
+# True in ipykernel's dispatch of a comm message that came while another request runs: it has a
+# task, and so a context, of its own.
+_BESIDE_A_REQUEST: ContextVar[bool] = ContextVar("sandbox_beside_a_request", default=False)
 
 
 def _load_vm_side() -> tuple[type[Bridge],
@@ -100,6 +104,7 @@ class SandboxKernel(Kernel, VMSettings):
         self._exit_task: asyncio.Task[None] | None = None
         self._share_plan: SharePlan | None = None
         self._share_told = False
+        self._comm_tasks: set[asyncio.Task[None]] = set()
         self._register_comm_handlers()
         for handlers in (self.shell_handlers, self.control_handlers):
             for msg_type, handler in handlers.items():
@@ -345,9 +350,33 @@ class SandboxKernel(Kernel, VMSettings):
         self._session.send(stream, "comm_info_reply", {"status": "ok", "comms": comms}, parent,
                            ident)
 
+    async def dispatch_shell(self, msg: Any, /, subshell_id: str | None = None, *,
+                             concurrent: bool = False) -> None:
+        _BESIDE_A_REQUEST.set(concurrent)
+        await super().dispatch_shell(msg, subshell_id=subshell_id, concurrent=concurrent)
+
     async def _comm_from_frontend(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        await self._from_guest(parent["header"]["msg_type"],
-                               lambda bridge: bridge.comm_from_frontend(parent), None)
+        earlier = list(self._comm_tasks)
+        if not _BESIDE_A_REQUEST.get():
+            await self._forward_comm(parent, earlier)
+            return
+        # ipykernel puts the running request's parent back when this returns: waiting here
+        # (for the VM, or for the guest's cell) would put it back over the next request's,
+        # whose idle would go out under the old one, and Lab's cell would never end.
+        task = asyncio.ensure_future(self._forward_comm(parent, earlier))
+        self._comm_tasks.add(task)
+        task.add_done_callback(self._comm_tasks.discard)
+
+    async def _forward_comm(self, parent: dict[str, Any],
+                            earlier: list[asyncio.Task[None]]) -> None:
+        """Sends a comm message to the guest after those that came before it."""
+        if earlier:
+            await asyncio.wait(earlier)
+        try:
+            await self._from_guest(parent["header"]["msg_type"],
+                                   lambda bridge: bridge.comm_from_frontend(parent), None)
+        except Exception:  # a task's: nobody else would see it
+            self.log.exception("forwarding %s failed", parent["header"]["msg_type"])
 
     def _register_comm_handlers(self) -> None:
         for kind in ("comm_open", "comm_msg", "comm_close"):
@@ -386,6 +415,8 @@ class SandboxKernel(Kernel, VMSettings):
         return {"status": "ok", "restart": restart}
 
     async def _stop_vm(self) -> None:
+        for task in list(self._comm_tasks):
+            task.cancel()
         if self._guest_task is not None and not self._guest_task.done():
             self._guest_task.cancel()
             with contextlib.suppress(BaseException):

@@ -1,6 +1,8 @@
 """SandboxKernel's other requests, host only: introspection, history and comms in both
 directions, and what every request gets when there is no VM (see kernel_fakes)."""
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +14,7 @@ from tests.unit.kernel_fakes import (
     InprocClient,
     ScriptedGuest,
     answer,
+    done,
     iopub_of,
     kinds,
     reply_to,
@@ -178,3 +181,32 @@ def test_kernel_info_is_the_sandbox_s(client: InprocClient) -> None:
     assert content["implementation"] == "sandbox-kernel"
     assert content["language_info"]["name"] == "python"
     assert content["supported_features"] == []  # no debugger, no subshells
+
+
+def test_a_comm_beside_a_request_waiting_for_the_vm_leaves_the_next_cell_its_idle(
+        guest: ScriptedGuest) -> None:
+    """What Lab does on opening a notebook: history waits for the VM, the widget manager's
+    comm_open comes beside it, then the first cell, whose idle must come under its own parent
+    (ipykernel put the history's back over it, and Lab's cell never ended)."""
+    guest.on("history", lambda r: [p.HistoryReply(id=r.id, history=[])])
+    guest.on("comm_open", answer(lambda r: p.Ack(id=r.id)))
+    guest.on("execute", answer(done()))
+    gate = threading.Event()
+    with started(FakeStarter(guest, gate=gate)) as (_, client):
+        history = client.history()
+        assert kinds(client_iopub_until_busy(client, history)) == ["status:busy"]
+        opened = client.session.msg("comm_open", {"comm_id": "c", "target_name": "t"})
+        client.shell_channel.send(opened)
+        cell = client.execute("x = 1")
+        # No message shows that the kernel took the comm beside the history: give it time.
+        time.sleep(0.3)
+        gate.set()
+        assert kinds(iopub_of(client, cell)) == ["status:busy", "execute_input", "status:idle"]
+        assert reply_to(client, cell)["content"]["status"] == "ok"
+
+
+def client_iopub_until_busy(client: InprocClient, msg_id: str) -> list[dict[str, object]]:
+    while True:
+        msg = client.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return [msg]
