@@ -20,6 +20,10 @@ _CELLS = [
     "1 / 0",
     "from comm import create_comm\nc = create_comm(target_name='t', data={'a': 1})\n"
     "c.send({'b': [2]}, buffers=[b'\\x00'])\nc.close()",
+    # What a library publishes itself, through ipykernel's session.
+    "k = get_ipython().kernel\n"
+    "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'x'},"
+    " parent=k.get_parent())",
 ]
 
 
