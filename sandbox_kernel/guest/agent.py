@@ -42,6 +42,7 @@ class WorkerSupervisor:
     def __init__(self, agent: "Agent", first: WorkerProcess | None = None) -> None:
         self.agent = agent
         self.inflight: deque[int] = deque()  # ids handed to the worker, answered in order
+        self._kinds: dict[int, str] = {}  # their request types, for answering them if it dies
         self.last_id = 0
         self._lock = threading.Lock()
         self._swap = threading.Lock()  # held while the worker's pipes are replaced
@@ -64,12 +65,13 @@ class WorkerSupervisor:
         self.out_r, self.err_r = spawned.out_r, spawned.err_r
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
-    def submit(self, request_id: int | None, line: bytes) -> None:
+    def submit(self, request_id: int | None, line: bytes, kind: str = "") -> None:
         """Hands a line to the worker; ``request_id`` when the worker will answer it."""
         with self._swap:
             if request_id is not None:
                 with self._lock:
                     self.inflight.append(request_id)
+                    self._kinds[request_id] = kind
             view = memoryview(line)
             try:
                 while view:
@@ -189,7 +191,7 @@ class WorkerSupervisor:
         if isinstance(event, p.FINAL_EVENTS):
             with self._lock:
                 if self.inflight and self.inflight[0] == event.id:
-                    self.inflight.popleft()
+                    self._kinds.pop(self.inflight.popleft(), None)
 
     def _died(self, proc: "subprocess.Popen[bytes]") -> None:
         code = proc.wait()
@@ -203,18 +205,22 @@ class WorkerSupervisor:
             for fd in (self.msg_r, self.out_r, self.err_r, self.req_w):
                 os.close(fd)
             with self._lock:
-                lost = list(self.inflight)
+                lost = [(rid, self._kinds.pop(rid, "")) for rid in self.inflight]
                 self.inflight.clear()
             self._start()  # before reporting, so that the next request finds it
             swapped, self._swapped = self._swapped, None
         if swapped is not None:
             swapped.set()
-        for request_id in lost:
-            self.agent.send(p.ExecuteReply(
-                id=request_id, status="error", ename="WorkerDied",
-                evalue=f"The Python process running this code ended ({how}); "
-                       "a fresh one has been started and earlier variables are gone.",
-            ))
+        ended = (f"The Python process running this code ended ({how}); "
+                 "a fresh one has been started and earlier variables are gone.")
+        for request_id, kind in lost:
+            # Each gets an answer its request may end with: the host drops any other.
+            if kind == "execute":
+                self.agent.send(p.ExecuteReply(id=request_id, status="error",
+                                               ename="WorkerDied", evalue=ended))
+            else:
+                self.agent.send(p.AgentError(id=request_id, error_type="WorkerDied",
+                                             message=ended))
 
 
 _DRAIN_LIMIT = 64 * 2**20
@@ -334,7 +340,7 @@ class Agent:
                     # wait for it to start): the first cell waits for it instead.
                     self.send(p.Ack(id=rid))
                 else:
-                    self.worker.submit(rid, line)
+                    self.worker.submit(rid, line, "reseed")
                 _warm_cell_path()
             case p.PrepareSnapshot(id=rid):
                 p.build_all()
@@ -350,14 +356,15 @@ class Agent:
                 if wheelhouse and self.wheelhouse is None:
                     self.wheelhouse = shared_folder.mount_wheelhouse(
                         find_port(p.WHEELHOUSE_PORT))
-                self.worker.submit(request.id, line)  # the worker moves there, and answers
+                # The worker moves there, and answers.
+                self.worker.submit(request.id, line, request.type)
             case p.Warm(modules=modules):
                 self.worker.preload = tuple(modules)  # for a fresh worker after a restore
-                self.worker.submit(request.id, line)
+                self.worker.submit(request.id, line, request.type)
             case p.InputReply():
                 self.worker.submit(None, line)  # part of the execution already in flight
             case _:
-                self.worker.submit(request.id, line)
+                self.worker.submit(request.id, line, str(getattr(request, "type", "")))
 
     @staticmethod
     def _reseed_kernel(entropy: bytes, wall_time: float) -> None:

@@ -105,6 +105,7 @@ class SandboxKernel(Kernel, VMSettings):
         self._share_plan: SharePlan | None = None
         self._share_told = False
         self._comm_tasks: set[asyncio.Task[None]] = set()
+        self._last_comm_task: asyncio.Task[None] | None = None
         self._register_comm_handlers()
         for handlers in (self.shell_handlers, self.control_handlers):
             for msg_type, handler in handlers.items():
@@ -356,7 +357,9 @@ class SandboxKernel(Kernel, VMSettings):
         await super().dispatch_shell(msg, subshell_id=subshell_id, concurrent=concurrent)
 
     async def _comm_from_frontend(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        earlier = list(self._comm_tasks)
+        # Each waits for the one before, which waited for its own: order at a constant cost.
+        last = self._last_comm_task
+        earlier = [last] if last is not None and not last.done() else []
         if not _BESIDE_A_REQUEST.get():
             await self._forward_comm(parent, earlier)
             return
@@ -365,6 +368,7 @@ class SandboxKernel(Kernel, VMSettings):
         # whose idle would go out under the old one, and Lab's cell would never end.
         task = asyncio.ensure_future(self._forward_comm(parent, earlier))
         self._comm_tasks.add(task)
+        self._last_comm_task = task
         task.add_done_callback(self._comm_tasks.discard)
 
     async def _forward_comm(self, parent: dict[str, Any],

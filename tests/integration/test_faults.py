@@ -103,3 +103,25 @@ async def test_start_stop_cycles_leave_nothing_behind() -> None:
     assert qemu_processes() == set() and run_dirs() == set()
     assert _open_fds() <= fds, sorted(os.listdir("/proc/self/fd"))
     assert threading.active_count() <= threads
+
+
+async def test_requests_queued_behind_a_dying_cell_each_get_an_answer() -> None:
+    # A widget's comm message sent while its cell is running waits in the worker's pipe; when
+    # the worker dies, an execute's reply would not end it, and the host would wait for ever.
+    vm = await start_vm(VMConfig(snapshots=True))
+    try:
+        channel = vm.channel
+        assert channel is not None
+        events = vm.execute("import os, time\nprint('started', flush=True)\ntime.sleep(2)\n"
+                            "os._exit(3)")
+        assert isinstance(await anext(events), p.OutputChunk)
+        comm = p.CommMsg(id=channel.next_id(), comm_id="no-such-comm", data={"value": 1})
+        complete = p.Complete(id=channel.next_id(), code="impo", cursor_pos=4)
+        answers = await asyncio.wait_for(asyncio.gather(
+            channel.request(comm), channel.request(complete)), 30)
+        assert [type(answer) for answer in answers] == [p.AgentError, p.AgentError]
+        assert all(answer.error_type == "WorkerDied" for answer in answers)  # type: ignore[union-attr]
+        reply = [event async for event in events][-1]
+        assert isinstance(reply, p.ExecuteReply) and reply.ename == "WorkerDied"
+    finally:
+        await vm.stop()
