@@ -61,7 +61,7 @@ def sweep_stale_run_dirs(min_age_s: float = 600.0) -> None:
     for folder in paths.run_root().glob(f"{RUN_DIR_PREFIX}*"):
         try:
             pid = int((folder / "qemu.pid").read_text())
-            gone = not Path(f"/proc/{pid}").exists()
+            gone = not _runs_in(pid, folder)
         except (OSError, ValueError):
             try:
                 gone = time.time() - folder.stat().st_mtime > min_age_s
@@ -69,3 +69,12 @@ def sweep_stale_run_dirs(min_age_s: float = 600.0) -> None:
                 continue
         if gone:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _runs_in(pid: int, folder: Path) -> bool:
+    """Whether ``pid`` is a live QEMU of ``folder``: a zombie that nobody reaped yet (its
+    kernel was killed) has no command line, and a reused pid names another."""
+    try:
+        return str(folder).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -1,5 +1,6 @@
 import asyncio
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,14 +14,27 @@ from sandbox_kernel.vm.rundir import RunDir, sweep_stale_run_dirs
 
 def test_stale_run_dirs_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOX_KERNEL_RUN_DIR", str(tmp_path))
-    names = ("dead", "alive", "old", "new")
-    dead, alive, old, fresh = (tmp_path / f"sandbox-vm-{n}" for n in names)
-    for folder in (dead, alive, old, fresh):
+    names = ("dead", "alive", "zombie", "reused", "old", "new")
+    dead, alive, zombie, reused, old, fresh = (tmp_path / f"sandbox-vm-{n}" for n in names)
+    for folder in (dead, alive, zombie, reused, old, fresh):
         folder.mkdir()
     (dead / "qemu.pid").write_text("999999999")
-    (alive / "qemu.pid").write_text(str(os.getpid()))
+    # A process whose command line names its folder, as QEMU's does.
+    running = subprocess.Popen(["sh", "-c", "sleep 30", str(alive)])
+    (alive / "qemu.pid").write_text(str(running.pid))
+    # A QEMU whose kernel was killed: dead, and not reaped yet.
+    ended = subprocess.Popen(["true", str(zombie)])
+    while Path(f"/proc/{ended.pid}/cmdline").read_bytes():
+        time.sleep(0.01)
+    (zombie / "qemu.pid").write_text(str(ended.pid))
+    (reused / "qemu.pid").write_text(str(os.getpid()))  # some other program's pid now
     os.utime(old, (time.time() - 3600, time.time() - 3600))
-    sweep_stale_run_dirs()
+    try:
+        sweep_stale_run_dirs()
+    finally:
+        running.kill()
+        running.wait()
+        ended.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sandbox-vm-alive", "sandbox-vm-new"]
 
 
