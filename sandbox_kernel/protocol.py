@@ -201,6 +201,7 @@ class EndWorker(Message):
     not stop); a fresh worker starts, and the cell in flight gets a WorkerDied reply."""
 
     type: Literal["end_worker"] = "end_worker"
+    cell: int  # the execute request past its limit: a worker already on the next is spared
 
 
 class PrepareSnapshot(Message):

@@ -96,6 +96,14 @@ class WorkerSupervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
+    def end_running(self, request_id: int) -> None:
+        """Ends the worker if it is still on ``request_id``: its reply may have crossed the
+        host's order, and the next cell must not die for it."""
+        with self._lock:
+            running = bool(self.inflight) and self.inflight[0] == request_id
+        if running:
+            self.end()
+
     def interrupt(self) -> None:
         if self.proc is not None and self.inflight:
             try:
@@ -325,8 +333,8 @@ class Agent:
             case p.Interrupt(id=rid):
                 self.worker.interrupt()
                 self.send(p.Ack(id=rid))
-            case p.EndWorker(id=rid):
-                self.worker.end()
+            case p.EndWorker(id=rid, cell=cell):
+                self.worker.end_running(cell)
                 self.send(p.Ack(id=rid))
             case p.Reseed(id=rid, entropy=entropy, wall_time=wall_time, timezone=timezone,
                           fresh_python=fresh_python):

@@ -129,7 +129,7 @@ class Bridge:
     def _end_worker(self) -> None:
         if self._running is not None and self._channel.closed is None:
             with contextlib.suppress(SandboxError):
-                self._channel.send(p.EndWorker(id=self._channel.next_id()))
+                self._channel.send(p.EndWorker(id=self._channel.next_id(), cell=self._running))
 
     def _notice_under(self, parent: JSONDict) -> Callable[[str], None]:
         def notice(text: str) -> None:
