@@ -93,6 +93,8 @@ class Bridge:
                 async for event in channel.stream(request):
                     if isinstance(event, p.ExecuteReply | p.AgentError):
                         return event
+                    if isinstance(event, p.Published):  # counted as what it publishes
+                        event = published.as_event(event) or event
                     if isinstance(event, p.InputRequest):
                         inputs.ask(event)
                     elif budget.allows(event):

@@ -31,6 +31,8 @@ def shown_size(event: p.Event) -> int:
             return len(text)
         case p.DisplayData(data=data) | p.ExecuteResult(data=data):
             return sum(len(str(value)) for value in data.values())
+        case p.ErrorOutput(ename=ename, evalue=evalue, traceback=traceback):
+            return len(ename) + len(evalue) + sum(len(line) for line in traceback)
     return 0
 
 

@@ -120,6 +120,23 @@ async def test_output_past_the_cap_is_dropped_with_one_note_naming_the_setting(
     assert "c.SandboxKernel.max_output_mb = 1" in shown[1]
 
 
+async def test_what_the_cell_publishes_itself_or_fails_with_counts_against_the_cap(
+        wired: tuple[ScriptedGuest, DualPortChannel]) -> None:
+    guest, channel = wired
+    chunk = "x" * 600_000
+    stream = {"name": "stdout", "text": chunk}
+    guest.on("execute", lambda request: [
+        p.Published(id=request.id, msg_type="stream", content=stream),
+        p.ErrorOutput(id=request.id, ename="E", evalue="", traceback=[chunk]),
+        p.Published(id=request.id, msg_type="stream", content=stream),
+        done(1)(request)])
+    published = Published()
+    bridge = Bridge(channel, published, _never_asked, limits=CellLimits(max_output_bytes=2**20))
+    assert (await _run(bridge))["status"] == "ok"
+    assert [kind for kind, *_ in published] == ["stream", "stream"]
+    assert "c.SandboxKernel.max_output_mb = 1" in published[1][1]["text"]
+
+
 async def test_a_cell_past_its_time_is_interrupted_and_the_reply_says_so(
         wired: tuple[ScriptedGuest, DualPortChannel]) -> None:
     guest, channel = wired
