@@ -1,5 +1,7 @@
 """Running the installed sandbox-python kernel through jupyter_client, as frontends do."""
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,20 @@ def start_kernel(**kwargs: Any) -> Kernel:
     reply = kc.execute_interactive("pass", timeout=BOOT_TIMEOUT)
     assert reply["content"]["status"] == "ok", reply["content"]
     return km, kc
+
+
+@contextlib.contextmanager
+def beside_ipykernel() -> Iterator[tuple[Kernel, Kernel]]:
+    """Stock ipykernel and the sandbox kernel, each at In[1], for side-by-side tests."""
+    ipykernel = start_new_kernel(kernel_name="python3", startup_timeout=60)
+    ipykernel[1].execute_interactive("pass", timeout=60)  # as start_kernel does: In[1]
+    sandbox = start_kernel()
+    try:
+        yield ipykernel, sandbox
+    finally:
+        for (km, kc), now in ((ipykernel, True), (sandbox, False)):
+            kc.stop_channels()
+            km.shutdown_kernel(now=now)  # the sandbox's own shutdown removes its VM's folder
 
 
 def run(kc: BlockingKernelClient, code: str, timeout: float = 60,

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import start_new_kernel
 
-from tests.kernel.kernels import Kernel, run, start_kernel
+from tests.kernel.kernels import Kernel, beside_ipykernel, run
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(300)]
 
@@ -60,13 +59,8 @@ def _answers(kc: BlockingKernelClient) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def kernels() -> Iterator[tuple[Kernel, Kernel]]:
-    ipykernel = start_new_kernel(kernel_name="python3", startup_timeout=60)
-    ipykernel[1].execute_interactive("pass", timeout=60)  # as start_kernel does: In[1]
-    sandbox = start_kernel()
-    yield ipykernel, sandbox
-    for km, kc in (ipykernel, sandbox):
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    with beside_ipykernel() as both:
+        yield both
 
 
 def test_the_same_cells_give_the_same_errors_completions_and_help(

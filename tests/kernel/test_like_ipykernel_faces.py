@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
-from tests.kernel.kernels import Kernel, iopub_until_idle, run, start_kernel
+from tests.kernel.kernels import Kernel, beside_ipykernel, iopub_until_idle, run
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(300)]
 
@@ -51,13 +50,8 @@ INTERRUPTED = [
 
 @pytest.fixture(scope="module")
 def kernels() -> Iterator[tuple[Kernel, Kernel]]:
-    ipykernel = start_new_kernel(kernel_name="python3", startup_timeout=60)
-    ipykernel[1].execute_interactive("pass", timeout=60)  # as start_kernel does: In[1]
-    sandbox = start_kernel()
-    yield ipykernel, sandbox
-    for (km, kc), now in ((ipykernel, True), (sandbox, False)):
-        kc.stop_channels()
-        km.shutdown_kernel(now=now)  # the sandbox's own shutdown removes its VM's folder
+    with beside_ipykernel() as both:
+        yield both
 
 
 def _each(kernels: tuple[Kernel, Kernel]) -> list[Kernel]:
