@@ -48,9 +48,8 @@ def _load_vm_side() -> tuple[type[Bridge],
                              Callable[[EarlyVM | None, logging.Logger], VMStarter]]:
     """The bridge and the default VM starter (host modules that talk to the VM). Runs in a
     thread: pydantic, the protocol's models and the VM manager are slow to import, and the
-    kernel process must not
-    import them before the early VM start has begun (kernel/app.py), nor on the shell loop,
-    which answers the frontend's handshake meanwhile."""
+    kernel process must not import them before the early VM start has begun (kernel/app.py),
+    nor on the shell loop, which answers the frontend's handshake meanwhile."""
     from sandbox_kernel.kernel.bridge import Bridge, build_models
     from sandbox_kernel.kernel.vm_start import default_starter
 
