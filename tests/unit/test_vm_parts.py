@@ -24,8 +24,8 @@ def test_stale_run_dirs_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (alive / "qemu.pid").write_text(str(running.pid))
     # A QEMU whose kernel was killed: dead, and not reaped yet.
     ended = subprocess.Popen(["true", str(zombie)])
-    while Path(f"/proc/{ended.pid}/cmdline").read_bytes():
-        time.sleep(0.01)
+    while Path(f"/proc/{ended.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)  # (its command line is empty for a moment in exec, too)
     (zombie / "qemu.pid").write_text(str(ended.pid))
     (reused / "qemu.pid").write_text(str(os.getpid()))  # some other program's pid now
     os.utime(old, (time.time() - 3600, time.time() - 3600))
