@@ -15,6 +15,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from sandbox_kernel import protocol as p
 from sandbox_kernel.errors import ProtocolError, SandboxError
@@ -65,6 +66,8 @@ class DualPortChannel:
         # Gets the events of requests already answered: output from a thread that a cell
         # started, which ipykernel shows under that cell.
         self.on_late_event: Callable[[p.Event], None] | None = None
+        # debugpy's messages, whatever their id (they answer no request of the channel's).
+        self.on_dap: Callable[[Any], None] | None = None
 
     # --- connection -------------------------------------------------------------------------
     async def _open(self, path: Path, sock: socket.socket | None
@@ -148,6 +151,10 @@ class DualPortChannel:
         except p.MessageError as exc:
             self._protocol_error(f"invalid message from the guest: {str(exc)[:300]}"
                                  f" in {line[:120]!r}")
+            return
+        if isinstance(event, p.DapMessage):
+            if self.on_dap is not None:
+                self.on_dap(event.message)
             return
         waiting = self._streams.get(event.id)
         if waiting is not None:

@@ -1,6 +1,6 @@
 """Names and limits both sides agree on; free of imports so that start-up paths stay light."""
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_LINE_BYTES = 16 * 2**20
 CMD_PORT = "org.sandbox.cmd"
 EVT_PORT = "org.sandbox.evt"
@@ -13,7 +13,8 @@ WHEELHOUSE_PATH = "/opt/wheelhouse"
 # writes events without them, both read it here.
 FINAL_EVENT_TYPES = frozenset({
     "pong", "execute_reply", "complete_reply", "inspect_reply", "is_complete_reply",
-    "history_reply", "comm_info_reply", "ack", "agent_error",
+    "history_reply", "comm_info_reply", "debug_started", "debug_inspect_reply", "ack",
+    "agent_error",
 })
 # The IOPub message types that code in the guest may publish itself, through the kernel's
 # session as in ipykernel: what a kernel publishes for a cell. Never status, execute_input,

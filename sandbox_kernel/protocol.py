@@ -210,10 +210,52 @@ class PrepareSnapshot(Message):
     type: Literal["prepare_snapshot"] = "prepare_snapshot"
 
 
+# --- the debugger: requests the worker's debug thread serves while a cell runs ------------
+
+class DebugStart(Message):
+    """Starts debugpy in the worker, once, when it is idle; from then on the worker's debug
+    thread serves the requests below, a stopped or running cell notwithstanding."""
+
+    type: Literal["debug_start"] = "debug_start"
+
+
+class DapSend(Message):
+    """A Debug Adapter Protocol message for debugpy's adapter in the guest; no answer (the
+    adapter's response comes as a ``DapMessage``)."""
+
+    type: Literal["dap_send"] = "dap_send"
+    message: JSONDict
+
+
+class DumpCell(Message):
+    """Writes a cell's code to the file it is compiled under, for breakpoints in it."""
+
+    type: Literal["dump_cell"] = "dump_cell"
+    code: str
+
+
+class DebugInspect(Message):
+    """The namespace as the variable explorer shows it between breakpoints (``reference`` 0:
+    its top level), one variable's rich display, the loaded modules, or a file's text as the
+    worker's user reads it."""
+
+    type: Literal["debug_inspect"] = "debug_inspect"
+    what: Literal["variables", "rich", "modules", "source"]
+    reference: int = Field(0, ge=0)
+    name: str = Field("", max_length=256)
+    path: str = Field("", max_length=4096)
+
+
+class DebugStop(Message):
+    """Ends the debug session: the debug thread leaves debugpy's adapter."""
+
+    type: Literal["debug_stop"] = "debug_stop"
+
+
 Request = Annotated[
     Ping | Execute | Interrupt | InputReply | Complete | Inspect | IsComplete | History
     | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Warm | MountShare | PrepareSnapshot
-    | EndWorker,
+    | EndWorker | DebugStart | DapSend | DumpCell | DebugInspect | DebugStop,
     Field(discriminator="type"),
 ]
 
@@ -348,6 +390,28 @@ class CommInfoReply(Message):
     comms: dict[str, dict[str, str]]
 
 
+class DebugStarted(Message):
+    """debugpy's adapter listens on ``port`` of the guest's loopback; cells are compiled under
+    ``tmp_prefix``; ``skip_paths`` hold the guest's own code, which stepping skips."""
+
+    type: Literal["debug_started"] = "debug_started"
+    port: int = Field(gt=0, lt=65536)
+    tmp_prefix: str = Field(max_length=4096)
+    skip_paths: list[Annotated[str, Field(max_length=4096)]] = Field([], max_length=16)
+
+
+class DapMessage(Message):
+    """A message from debugpy's adapter (a response or an event); the host checks it."""
+
+    type: Literal["dap_message"] = "dap_message"
+    message: JSONDict
+
+
+class DebugInspectReply(Message):
+    type: Literal["debug_inspect_reply"] = "debug_inspect_reply"
+    body: JSONDict
+
+
 class Ack(Message):
     """Ends a request that has no answer of its own (interrupt, comm, reseed, shutdown)."""
 
@@ -365,7 +429,8 @@ class AgentError(Message):
 Event = Annotated[
     Hello | Pong | OutputChunk | DisplayData | ExecuteResult | ClearOutput | ErrorOutput
     | InputRequest | CommEvent | Published | ExecuteReply | CompleteReply | InspectReply
-    | IsCompleteReply | HistoryReply | CommInfoReply | Ack | AgentError,
+    | IsCompleteReply | HistoryReply | CommInfoReply | DebugStarted | DapMessage
+    | DebugInspectReply | Ack | AgentError,
     Field(discriminator="type"),
 ]
 
@@ -380,7 +445,8 @@ EVENTS = _by_type(Event)
 FINAL_EVENTS = tuple(EVENTS[kind] for kind in sorted(FINAL_EVENT_TYPES))
 _ANSWERS = {"ping": "pong", "execute": "execute_reply", "complete": "complete_reply",
             "inspect": "inspect_reply", "is_complete": "is_complete_reply",
-            "history": "history_reply", "comm_info": "comm_info_reply"}
+            "history": "history_reply", "comm_info": "comm_info_reply",
+            "debug_start": "debug_started", "debug_inspect": "debug_inspect_reply"}
 
 
 def ends(request_type: str) -> frozenset[str]:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
 from sandbox_kernel.guest import shared_folder
+from sandbox_kernel.guest.debug_pipe import DebugPipe, loopback_up
 from sandbox_kernel.guest.fd_output import StreamChunker, output_line
 from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port
 from sandbox_kernel.guest.share_mount import Relay
@@ -63,6 +64,7 @@ class WorkerSupervisor:
         self.proc = spawned.proc
         self.req_w, self.msg_r = spawned.req_w, spawned.msg_r
         self.out_r, self.err_r = spawned.out_r, spawned.err_r
+        self.debug_pipe = DebugPipe(spawned.side_w)
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
     def submit(self, request_id: int | None, line: bytes, kind: str = "") -> None:
@@ -78,6 +80,11 @@ class WorkerSupervisor:
                     view = view[os.write(self.req_w, view):]
             except BrokenPipeError:
                 pass  # the worker is dying; _died() reports this request with the others
+
+    def submit_debug(self, line: bytes) -> bool:
+        """Hands a line to the worker's debug thread; False if it is not taking them."""
+        with self._swap:
+            return self.debug_pipe.put(line)
 
     def restart(self) -> None:
         """Ends the idle worker and starts a freshly executed one in its place, which takes
@@ -212,6 +219,7 @@ class WorkerSupervisor:
         with self._swap:
             for fd in (self.msg_r, self.out_r, self.err_r, self.req_w):
                 os.close(fd)
+            self.debug_pipe.close()
             with self._lock:
                 lost = [(rid, self._kinds.pop(rid, "")) for rid in self.inflight]
                 self.inflight.clear()
@@ -371,6 +379,13 @@ class Agent:
                 self.worker.submit(request.id, line, request.type)
             case p.InputReply():
                 self.worker.submit(None, line)  # part of the execution already in flight
+            case p.DebugStart():
+                loopback_up()  # debugpy's adapter listens there: no loopback until debugging
+                self.worker.submit(request.id, line, request.type)
+            case p.DapSend() | p.DumpCell() | p.DebugInspect() | p.DebugStop():
+                if not self.worker.submit_debug(line):
+                    self.send(p.AgentError(id=request.id, error_type="DebuggerBusy",
+                                           message="the worker's debugger is not reading"))
             case _:
                 self.worker.submit(request.id, line, str(getattr(request, "type", "")))
 

@@ -10,30 +10,11 @@ names are the same as a local kernel's.
 
 import functools
 import os
-import struct
 import tempfile
 
 from IPython.core.compilerop import CachingCompiler
 
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-_SEED = 0xC70F6907  # ipykernel's get_tmp_hash_seed()
-
-
-def murmur2_x86(data: bytes, seed: int) -> int:
-    """MurmurHash2, 32-bit, as ipykernel computes it, a word at a time rather than a byte."""
-    length = len(data)
-    h = seed ^ length
-    end = length & ~3
-    for (k,) in struct.iter_unpack("<I", data[:end]):
-        k = (k * _M) & _MASK
-        k ^= k >> 24
-        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
-    if length & 3:
-        h = ((h ^ int.from_bytes(data[end:], "little")) * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
-    return h ^ (h >> 15)
+from sandbox_kernel.cell_hash import cell_hash
 
 
 @functools.cache
@@ -41,8 +22,12 @@ def _folder(pid: int) -> str:
     return os.path.join(tempfile.gettempdir(), f"ipykernel_{pid}")
 
 
+def cell_folder() -> str:
+    return _folder(os.getpid())
+
+
 def cell_file_name(code: str) -> str:
-    return f"{_folder(os.getpid())}/{murmur2_x86(code.encode('utf-8'), _SEED)}.py"
+    return f"{cell_folder()}/{cell_hash(code)}.py"
 
 
 class IpykernelNamedCompiler(CachingCompiler):

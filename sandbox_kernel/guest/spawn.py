@@ -74,6 +74,7 @@ class WorkerProcess:
     msg_r: int  # its structured events
     out_r: int  # its stdout
     err_r: int  # its stderr
+    side_w: int  # debug requests, which its debug thread serves while a cell runs
 
 
 def spawn_worker(cwd: str = USER_HOME, timezone: str = "",
@@ -83,12 +84,14 @@ def spawn_worker(cwd: str = USER_HOME, timezone: str = "",
     msg_r, msg_w = _pipe()
     out_r, out_w = _pipe()
     err_r, err_w = _pipe()
+    side_r, side_w = _pipe()
     env = {
         "HOME": USER_HOME, "USER": "user", "LOGNAME": "user", "PATH": PATH,
         "LANG": "C.UTF-8", "TERM": "xterm-256color", "PYTHONPATH": "/opt/sandbox",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "PIP_CONFIG_FILE": "/opt/sandbox/pip.conf",  # see image/initramfs.py
         "SANDBOX_REQ_FD": str(req_r), "SANDBOX_MSG_FD": str(msg_w),
+        "SANDBOX_SIDE_FD": str(side_r),
     }
     if timezone:
         env["TZ"] = timezone
@@ -96,9 +99,9 @@ def spawn_worker(cwd: str = USER_HOME, timezone: str = "",
         env["SANDBOX_PRELOAD"] = ",".join(preload)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from sandbox_kernel.guest.worker import main; main()"],
-        stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, msg_w),
+        stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, pass_fds=(req_r, msg_w, side_r),
         env=env, cwd=cwd, start_new_session=True, preexec_fn=_become_the_user,
     )
-    for fd in (req_r, msg_w, out_w, err_w):
+    for fd in (req_r, msg_w, out_w, err_w, side_r):
         os.close(fd)
-    return WorkerProcess(proc, req_w, msg_r, out_r, err_r)
+    return WorkerProcess(proc, req_w, msg_r, out_r, err_r, side_w)

@@ -141,12 +141,14 @@ def _unshown_error(result: Any) -> tuple[str, str, list[str]]:
 
 
 class Worker:
-    def __init__(self, channel: WorkerChannel) -> None:
+    def __init__(self, channel: WorkerChannel, debug_fd: int = -1) -> None:
         from sandbox_kernel.guest import ipykernel_face
         from sandbox_kernel.guest.comms import install_comm_manager
         from sandbox_kernel.guest.shell import SandboxShell
 
         self.channel = channel
+        self.debug_fd = debug_fd
+        self.debug_side: Any = None  # once a frontend starts a debug session
         self.flusher = OutputFlusher(self._flush_tick)
         self.executing = False
         self.interrupt_pending = False
@@ -381,6 +383,13 @@ class Worker:
             self.shell.user_ns["_dh"].append(os.getcwd())
         return "ack", {}
 
+    def on_debug_start(self, req: Request) -> Reply:
+        if self.debug_side is None:
+            from sandbox_kernel.guest.debug_side import DebugSide
+
+            self.debug_side = DebugSide(self.shell, self.debug_fd, self.channel.write_line)
+        return "debug_started", self.debug_side.start()
+
     def on_reseed(self, req: Request) -> Reply:
         # The agent has reseeded the kernel; Python's generators were copied with the snapshot.
         random.seed()
@@ -429,7 +438,7 @@ def main() -> None:
     sys.stderr = open_output("stderr", 2, channel)
     sys.path.insert(0, "")  # like ipykernel: the working directory's modules are importable
     os.environ.pop("PYTHONPATH", None)
-    worker = Worker(channel)
+    worker = Worker(channel, int(os.environ.pop("SANDBOX_SIDE_FD", "-1")))
     if preload:
         threading.Thread(target=_preload, args=(preload,), daemon=True,
                          name="preload").start()

@@ -12,7 +12,7 @@ from sandbox_kernel.image.cpio import write_archive
 
 _PACKAGE_ROOT = Path(sandbox_kernel.__file__).parent
 # What the guest needs of this package: the shared protocol, and the guest side whole.
-_SHARED_SOURCES = ("__init__.py", "constants.py", "protocol.py", "lines.py")
+_SHARED_SOURCES = ("__init__.py", "constants.py", "protocol.py", "lines.py", "cell_hash.py")
 
 
 def guest_sources() -> list[str]:

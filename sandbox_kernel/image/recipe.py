@@ -50,6 +50,8 @@ BASE_REQUIREMENTS = (
     "orjson==3.13.0",
     # %pip, !pip and python -m pip install from a wheelhouse the host shares (no index).
     "pip==26.3",
+    # The debugger (JupyterLab's panel): imported only when a frontend starts a debug session.
+    "debugpy==1.8.22",
 )
 
 DEFAULT_SUITE = "bookworm"

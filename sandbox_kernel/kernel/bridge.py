@@ -229,6 +229,30 @@ class Bridge:
         async for event in channel.stream(request):
             self.forward(event, msg)
 
+    # --- the debugger (kernel/debugger.py) ------------------------------------------------------
+    def on_dap(self, handler: Callable[[Any], None]) -> None:
+        self._channel.on_dap = handler
+
+    async def debug_start(self) -> tuple[int, str, list[str]]:
+        reply = await self._ask(p.DebugStarted, p.DebugStart)
+        return reply.port, reply.tmp_prefix, list(reply.skip_paths)
+
+    def dap_send(self, message: JSONDict) -> None:
+        channel = self._live_channel()
+        channel.send(self._build(p.DapSend, channel, message=message))
+
+    async def dump_cell(self, code: str) -> None:
+        await self._ask(p.Ack, p.DumpCell, code=code)
+
+    async def debug_inspect(self, what: str, reference: int = 0, name: str = "",
+                            path: str = "") -> JSONDict:
+        reply = await self._ask(p.DebugInspectReply, p.DebugInspect, what=what,
+                                reference=reference, name=name, path=path)
+        return reply.body
+
+    async def debug_stop(self) -> None:
+        await self._ask(p.Ack, p.DebugStop)
+
     # --- requests -----------------------------------------------------------------------------
     def _live_channel(self) -> DualPortChannel:
         if self._channel.closed is not None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import logging
 
     from sandbox_kernel.kernel.bridge import Bridge
+    from sandbox_kernel.kernel.debugger import Debugger
     from sandbox_kernel.kernel.vm_start import GuestVM, VMStarter
     from sandbox_kernel.vm.early import EarlyVM
 
@@ -76,8 +77,8 @@ class SandboxKernel(Kernel, VMSettings):
 
     @property
     def kernel_info(self) -> dict[str, Any]:
-        # ipykernel's own would advertise its debugger and kernel subshells (and import
-        # debugpy to decide): neither reaches into the VM.
+        # As ipykernel's, but for kernel subshells, which do not reach into the VM; the
+        # debugger is debugpy in the VM, which every image has.
         return {
             "protocol_version": kernel_protocol_version,
             "implementation": self.implementation,
@@ -86,7 +87,7 @@ class SandboxKernel(Kernel, VMSettings):
             "banner": "\n".join([self.banner, self.share().describe(), *(
                 [wheelhouse.describe()] if (wheelhouse := self.wheelhouse_plan()) else [])]),
             "help_links": self.help_links,
-            "supported_features": [],
+            "supported_features": ["debugger"],
         }
 
     def __init__(self, vm_starter: VMStarter | None = None, **kwargs: Any) -> None:
@@ -105,6 +106,7 @@ class SandboxKernel(Kernel, VMSettings):
         self._share_told = False
         self._comm_tasks: set[asyncio.Task[None]] = set()
         self._last_comm_task: asyncio.Task[None] | None = None
+        self._debugger: Debugger | None = None
         self._register_comm_handlers()
         for handlers in (self.shell_handlers, self.control_handlers):
             for msg_type, handler in handlers.items():
@@ -385,18 +387,41 @@ class SandboxKernel(Kernel, VMSettings):
         for kind in ("comm_open", "comm_msg", "comm_close"):
             self.shell_handlers[kind] = self._comm_from_frontend
 
+    # --- the debugger ---------------------------------------------------------------------------
+    async def do_debug_request(self, msg: Any) -> dict[str, Any]:
+        return await self._on_main_loop(self._debug(msg))
+
+    async def _debug(self, msg: Any) -> dict[str, Any]:
+        if self._debugger is None:
+            from sandbox_kernel.kernel.debugger import Debugger
+
+            plan = self.share()
+            shared = (str(plan.settings.folder), plan.guest_path) if plan.settings else None
+            self._debugger = Debugger(self._publish_debug_event, self.log, shared=shared)
+        debugger = self._debugger
+
+        async def guest() -> Bridge:
+            bridge = await self._guest()
+            bridge.on_dap(debugger.from_guest)
+            return bridge
+
+        return await debugger.handle(guest, msg)
+
+    def _publish_debug_event(self, event: dict[str, Any]) -> None:
+        self._publish("debug_event", event, self.get_parent("control"))
+
     # --- what the sandbox does not offer -------------------------------------------------------
     async def _not_offered(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        """The debugger and subshells do not reach into the VM, and ipykernel's usage figures
-        would describe this host process: an error reply, rather than ipykernel's silence or
-        its host's figures."""
+        """Subshells do not reach into the VM, and ipykernel's usage figures would describe
+        this host process: an error reply, rather than ipykernel's silence or its host's
+        figures."""
         msg_type = parent["header"]["msg_type"]
         why = f"the sandbox kernel does not offer {msg_type.removesuffix('_request')}"
         self._session.send(stream, msg_type.removesuffix("_request") + "_reply",
                            requests.error_reply(msg_type, why, self._next_count), parent, ident)
 
     # ipykernel names the first argument stream in some and socket in others.
-    debug_request = usage_request = _not_offered
+    usage_request = _not_offered
     create_subshell_request = _not_offered  # type: ignore[assignment]
     delete_subshell_request = _not_offered  # type: ignore[assignment]
     list_subshell_request = _not_offered  # type: ignore[assignment]
@@ -418,6 +443,8 @@ class SandboxKernel(Kernel, VMSettings):
         return {"status": "ok", "restart": restart}
 
     async def _stop_vm(self) -> None:
+        if self._debugger is not None:
+            self._debugger.close()
         for task in list(self._comm_tasks):
             task.cancel()
         if self._guest_task is not None and not self._guest_task.done():

@@ -12,11 +12,11 @@ from tests.kernel.kernels import (
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(240)]
 
 
-def test_kernel_info_claims_no_debugger_and_no_subshells(kernel: Kernel) -> None:
-    # Neither crosses into the VM; JupyterLab would otherwise offer its debugger panel.
+def test_kernel_info_claims_the_debugger_and_no_subshells(kernel: Kernel) -> None:
+    # Subshells do not cross into the VM; the debugger does (tests/kernel/test_debugger.py).
     _, kc = kernel
     info = kc.kernel_info(reply=True, timeout=30)["content"]
-    assert info["supported_features"] == []
+    assert info["supported_features"] == ["debugger"]
     assert info["implementation"] == "sandbox-kernel" and info["language_info"]["name"] == "python"
 
 

@@ -6,8 +6,9 @@ import sys
 import pytest
 from ipykernel import compiler
 
+from sandbox_kernel.cell_hash import murmur2_x86
 from sandbox_kernel.guest import interrupts
-from sandbox_kernel.guest.cell_names import IpykernelNamedCompiler, cell_file_name, murmur2_x86
+from sandbox_kernel.guest.cell_names import IpykernelNamedCompiler, cell_file_name
 
 
 def _texts() -> list[str]:

@@ -180,7 +180,7 @@ def test_kernel_info_is_the_sandbox_s(client: InprocClient) -> None:
     content = reply_to(client, client.kernel_info())["content"]
     assert content["implementation"] == "sandbox-kernel"
     assert content["language_info"]["name"] == "python"
-    assert content["supported_features"] == []  # no debugger, no subshells
+    assert content["supported_features"] == ["debugger"]  # no subshells
 
 
 def test_a_comm_beside_a_request_waiting_for_the_vm_leaves_the_next_cell_its_idle(

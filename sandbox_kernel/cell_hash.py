@@ -1,0 +1,28 @@
+"""The hash that names a cell's file, ``<tmp>/ipykernel_<pid>/<hash>.py``, as ipykernel names
+it: the guest compiles cells under that name, and the host's debugger gives it to frontends."""
+
+import struct
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+SEED = 0xC70F6907  # ipykernel's get_tmp_hash_seed()
+
+
+def murmur2_x86(data: bytes, seed: int) -> int:
+    """MurmurHash2, 32-bit, as ipykernel computes it, a word at a time rather than a byte."""
+    length = len(data)
+    h = seed ^ length
+    end = length & ~3
+    for (k,) in struct.iter_unpack("<I", data[:end]):
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    if length & 3:
+        h = ((h ^ int.from_bytes(data[end:], "little")) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
+
+
+def cell_hash(code: str) -> int:
+    return murmur2_x86(code.encode("utf-8"), SEED)
