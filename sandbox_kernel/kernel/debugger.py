@@ -96,7 +96,8 @@ class Debugger:
                 await self._start()
             static = self._STATIC.get(command)
             if static is not None:
-                return await static(self, request)
+                reply: JSONDict = await static(self, request)
+                return reply
             if not self.started:
                 return dap.failure(request, "the debugger is not started")
             handler = self._STARTED.get(command)
@@ -333,7 +334,7 @@ class Debugger:
                 if body.get("allThreadsContinued"):
                     self.stopped_threads.clear()
                 else:
-                    self.stopped_threads.discard(body.get("threadId"))  # type: ignore[arg-type]
+                    self.stopped_threads.discard(body.get("threadId"))
         self._publish(event)
 
     async def _all_stopped(self, event: JSONDict) -> None:
