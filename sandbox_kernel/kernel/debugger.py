@@ -132,11 +132,10 @@ class Debugger:
             raise SandboxError("the debugger has no VM")
         return self._guest
 
-    async def _forward(self, request: JSONDict, answer_s: float = ANSWER_S) -> JSONDict:
+    async def _forward(self, request: JSONDict) -> JSONDict:
         """Sends ``request`` to debugpy under a seq of the host's; its response, under the
         frontend's."""
-        future = self._send(request)
-        return await asyncio.wait_for(future, answer_s)
+        return await asyncio.wait_for(self._send(request), ANSWER_S)
 
     def _send(self, request: JSONDict) -> asyncio.Future[JSONDict]:
         seq = next(self._seq)
