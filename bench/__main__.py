@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import files, scientific
+from bench import debugger, files, scientific
 from bench import kernels as k
 from bench.density import max_concurrent
 
@@ -110,6 +110,14 @@ def run(quick: bool) -> dict[str, Any]:
             rss, pss = k.kernel_memory_mb(km)
             r[f"{prefix}_idle_rss_MB"], r[f"{prefix}_idle_pss_MB"] = rss, pss
 
+    print("the debugger: a session's start, cells while it is on ...", flush=True)
+    r["ipykernel_debug_session_start_s"], r["sandbox_debug_session_start_s"] = _alternating(
+        lambda: debugger.session_start_s(k.IPYKERNEL),
+        lambda: debugger.session_start_s(k.SANDBOX), 3)
+    for name, prefix in ((k.IPYKERNEL, "ipykernel"), (k.SANDBOX, "sandbox")):
+        r[f"{prefix}_cell_debugging_p50_ms"] = k.percentile(
+            debugger.cells_while_debugging(name, 100), 0.5) * 1e3
+
     print("restarts ...", flush=True)
     with k.kernel(k.IPYKERNEL) as (ipy_km, ipy_kc), k.kernel(k.SANDBOX) as (sb_km, sb_kc):
         r["ipykernel_restart_s"], r["sandbox_restart_s"] = _alternating(
@@ -139,6 +147,10 @@ ROWS = [
      "sandbox_scientific_snapshot_start_s"),
     ("interrupt to reply p50", "ms", "ipykernel_interrupt_p50_ms", "sandbox_interrupt_p50_ms"),
     ("restart to first result", "s", "ipykernel_restart_s", "sandbox_restart_s"),
+    ("debug session start (initialize, attach)", "s", "ipykernel_debug_session_start_s",
+     "sandbox_debug_session_start_s"),
+    ("trivial cell p50, debugger on", "ms", "ipykernel_cell_debugging_p50_ms",
+     "sandbox_cell_debugging_p50_ms"),
     ("idle memory RSS", "MB", "ipykernel_idle_rss_MB", "sandbox_idle_rss_MB"),
     ("idle memory PSS", "MB", "ipykernel_idle_pss_MB", "sandbox_idle_pss_MB"),
 ]
