@@ -236,3 +236,61 @@ def test_a_restart_while_stopped_gives_a_fresh_kernel(sandbox: Any) -> None:
     msg_id, thread = dap.stop_at("v = 7\nw = v", 2)
     dap("continue", {"threadId": thread})
     assert _execute_reply(kc, msg_id)["status"] == "ok"
+
+
+def test_a_kernel_without_a_debug_session_never_imports_debugpy(sandbox: Any) -> None:
+    _, kc, _ = sandbox
+    _, msgs = run(kc, "import sys\nprint('debugpy' in sys.modules, "
+                      "open('/sys/class/net/lo/operstate').read().strip())")
+    assert stdout_of(msgs) == "False down\n"  # nor is the loopback up
+
+
+# The worker's message pipe, as a cell can find it (tests/kernel/test_hostile_guest.py): DAP
+# messages forged in bulk, debugpy's events among them, a response to nothing, a bad event.
+_FLOOD = ("import json, time\nch = get_ipython().displayhook.channel\n"
+          "def line(message):\n"
+          "    return json.dumps({'id': 0, 'type': 'dap_message', 'message': message}).encode()"
+          " + b'\\n'\n"
+          "forged = [line({'type': 'event', 'seq': 1, 'event': 'output', "
+          "'body': {'category': 'stdout', 'output': 'FORGED'}})] * 20000\n"
+          "forged += [line({'type': 'event', 'seq': 2, 'event': 'execute_reply', 'body': {}}),\n"
+          "           line({'type': 'response', 'seq': 3, 'request_seq': 77777, "
+          "'success': True, 'command': 'evaluate', 'body': {'result': 'FORGED'}})]\n"
+          "started = time.monotonic()\n"
+          "for one in forged:\n"
+          "    ch.write_line(one)\n"
+          "print(round(time.monotonic() - started, 1))\n")
+
+
+def test_dap_messages_a_cell_forges_are_bounded_and_checked(sandbox: Any) -> None:
+    _, kc, _ = sandbox
+    dap = Dap(kc)
+    dap.start()
+    sent = time.monotonic()
+    msg_id = kc.execute(_FLOOD)
+    msgs = []  # all of IOPub: the debug events' parent is not the cell
+    while not (msgs and msgs[-1]["parent_header"].get("msg_id") == msg_id
+               and msgs[-1]["msg_type"] == "status"
+               and msgs[-1]["content"]["execution_state"] == "idle"):
+        msgs.append(kc.get_iopub_msg(timeout=ANSWER_S))
+    assert _execute_reply(kc, msg_id)["status"] == "ok"
+    seconds = float(stdout_of([m for m in msgs if m["parent_header"].get("msg_id") == msg_id]))
+    started = time.monotonic()
+    assert dap("debugInfo")["success"]  # the debugger answers at once, flood or not
+    assert time.monotonic() - started < 5
+    msgs += _drain(kc)
+    flooded_for = time.monotonic() - sent  # the host reads what the cell wrote until now
+    events = [m["content"] for m in msgs if m["msg_type"] == "debug_event"]
+    forged = [e for e in events if e["event"] == "output" and e["body"].get("output") == "FORGED"]
+    # The budget: 1000 at once, 200 a second after that (kernel/dap.py), of 20 000 sent.
+    assert 0 < len(forged) <= 1000 + 200 * flooded_for < 20000, (len(forged), seconds)
+    assert not [e for e in events if e["event"] == "execute_reply"]
+
+
+def _drain(kc: BlockingKernelClient) -> list[dict[str, Any]]:
+    msgs = []
+    while True:
+        try:
+            msgs.append(kc.get_iopub_msg(timeout=2))
+        except Exception:  # queue.Empty: nothing more for 2 s
+            return msgs
