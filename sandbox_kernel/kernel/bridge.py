@@ -15,6 +15,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
@@ -27,7 +28,7 @@ from sandbox_kernel.kernel.cell_limits import CellLimits, CellTimer, OutputBudge
 
 JSONDict = dict[str, Any]
 E = TypeVar("E", bound=p.Message)
-_LATE_PARENTS = 8  # cells whose threads' output still finds its cell
+_LATE_CELLS = 8  # cells whose threads' output still finds its cell
 _COMM_REQUESTS: dict[str, type[p.CommOpen | p.CommMsg | p.CommClose]] = {
     "comm_open": p.CommOpen, "comm_msg": p.CommMsg, "comm_close": p.CommClose}
 
@@ -45,6 +46,15 @@ class Publish(Protocol):
 AskInput = Callable[[str, bool, JSONDict, Any, threading.Event], str | None]
 
 
+@dataclass(frozen=True)
+class _Cell:
+    """An execute request, for as long as its threads' output may still come: the request
+    it goes under, and the output cap it counts against."""
+
+    parent: JSONDict
+    budget: OutputBudget
+
+
 def build_models() -> None:
     """Builds the protocol's validators now, in the loader's thread, rather than model by
     model on the event loop during the first cell."""
@@ -60,7 +70,7 @@ class Bridge:
         self._ask_input = ask_input
         self._log = log or logging.getLogger(__name__)
         self._running: int | None = None  # the execute request a cell waits on
-        self._late_parents: OrderedDict[int, JSONDict] = OrderedDict()  # by request id
+        self._cells: OrderedDict[int, _Cell] = OrderedDict()  # by request id
         self._last_parent: JSONDict = {}
         channel.on_late_event = self._late_event
 
@@ -75,26 +85,28 @@ class Bridge:
                               store_history=store_history, user_expressions=user_expressions,
                               allow_stdin=allow_stdin,
                               parent_msg_id=parent.get("header", {}).get("msg_id", ""))
-        self._remember(request.id, parent)
-        final = await self._run_cell(channel, request, parent, ident)
+        cell = self._remember(request.id, parent)
+        try:
+            final = await self._run_cell(channel, request, cell, ident)
+        finally:
+            cell.budget.ended = True
         if isinstance(final, p.AgentError):
             raise SandboxError(f"{final.error_type}: {final.message}")
         return self._execute_reply(final, parent)
 
-    async def _run_cell(self, channel: DualPortChannel, request: p.Execute, parent: JSONDict,
+    async def _run_cell(self, channel: DualPortChannel, request: p.Execute, cell: _Cell,
                         ident: Any) -> p.ExecuteReply | p.AgentError:
+        parent, budget = cell.parent, cell.budget
         inputs = _InputRelay(self._ask_input, channel, request.id, parent, ident)
         self._running = request.id
         notice = self._notice_under(parent)
-        budget = OutputBudget(self._limits.max_output_bytes, notice)
         timer = CellTimer(self._limits.timeout_s, self.interrupt, self._end_worker, notice)
         try:
             with timer:
                 async for event in channel.stream(request):
                     if isinstance(event, p.ExecuteReply | p.AgentError):
                         return event
-                    if isinstance(event, p.Published):  # counted as what it publishes
-                        event = published.as_event(event) or event
+                    event = _counted(event)
                     if isinstance(event, p.InputRequest):
                         inputs.ask(event)
                     elif budget.allows(event):
@@ -169,22 +181,26 @@ class Bridge:
             case _:
                 self._log.debug("ignoring guest event %s", type(event).__name__)
 
-    def _remember(self, request_id: int, parent: JSONDict) -> None:
+    def _remember(self, request_id: int, parent: JSONDict) -> _Cell:
         self._last_parent = parent
-        self._late_parents[request_id] = parent
-        while len(self._late_parents) > _LATE_PARENTS:
-            self._late_parents.popitem(last=False)
+        cell = self._cells[request_id] = _Cell(parent, OutputBudget(
+            self._limits.max_output_bytes, self._notice_under(parent)))
+        while len(self._cells) > _LATE_CELLS:
+            self._cells.popitem(last=False)
+        return cell
 
     def _late_event(self, event: p.Event) -> None:
         """An event of a request already answered: what a thread the cell started still
-        prints or displays goes under that cell, as in ipykernel. Comm messages (a widget
-        that a thread updates) go out whatever their request: under the latest request, as
-        ipykernel sends a comm message from a thread of its own."""
-        parent = self._late_parents.get(event.id)
-        if parent is None and _is_comm(event):
-            parent = self._last_parent
-        if parent is not None:
-            self.forward(event, parent)
+        prints or displays goes under that cell, as in ipykernel, within what is left of
+        the cell's output cap. Comm messages (a widget that a thread updates) go out
+        whatever their request: under the latest request, as ipykernel sends a comm message
+        from a thread of its own."""
+        cell = self._cells.get(event.id)
+        if cell is not None:
+            if cell.budget.allows(event := _counted(event)):
+                self.forward(event, cell.parent)
+        elif _is_comm(event):
+            self.forward(event, self._last_parent)
 
     # --- introspection ------------------------------------------------------------------------
     async def complete(self, code: str, cursor_pos: int) -> JSONDict:
@@ -226,8 +242,11 @@ class Bridge:
         request = self._build(_COMM_REQUESTS[msg["header"]["msg_type"]], channel,
                               **_comm_fields(msg))
         self._last_parent = msg
+        # A handler that prints for ever is held to the cap a cell is held to.
+        budget = OutputBudget(self._limits.max_output_bytes, self._notice_under(msg))
         async for event in channel.stream(request):
-            self.forward(event, msg)
+            if budget.allows(_counted(event)):
+                self.forward(event, msg)
 
     # --- requests -----------------------------------------------------------------------------
     def _live_channel(self) -> DualPortChannel:
@@ -297,6 +316,13 @@ _MIME_TYPE = re.compile(f"{_NAME}/{_NAME}")
 
 def _mime(data: JSONDict) -> JSONDict:
     return {key: value for key, value in data.items() if _MIME_TYPE.fullmatch(key)}
+
+
+def _counted(event: p.Event) -> p.Event:
+    """What a published message is counted as against the output cap: what it publishes."""
+    if isinstance(event, p.Published):
+        return published.as_event(event) or event
+    return event
 
 
 def _is_comm(event: p.Event) -> bool:
