@@ -24,6 +24,7 @@ from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
 from sandbox_kernel.guest import shared_folder
 from sandbox_kernel.guest.fd_output import StreamChunker, output_line
+from sandbox_kernel.guest.feeder import RequestFeeder
 from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port
 from sandbox_kernel.guest.share_mount import Relay
 from sandbox_kernel.guest.spawn import PATH, USER_HOME, WorkerProcess, spawn_worker
@@ -31,6 +32,8 @@ from sandbox_kernel.lines import LineSplitter
 
 _RNDRESEEDCRNG = 0x5207
 _RB_POWER_OFF = 0x4321FEDC
+# What the agent holds of requests the worker has not read, besides its pipe's 1 MB.
+_UNREAD_LIMIT = 2 * p.MAX_LINE_BYTES
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -61,23 +64,29 @@ class WorkerSupervisor:
         self._oom_kills_at_start = oom_kills()
         spawned = spawned or spawn_worker(self.cwd, self.timezone, self.preload)
         self.proc = spawned.proc
-        self.req_w, self.msg_r = spawned.req_w, spawned.msg_r
+        self.requests = RequestFeeder(spawned.req_w, _UNREAD_LIMIT)
+        self.msg_r = spawned.msg_r
         self.out_r, self.err_r = spawned.out_r, spawned.err_r
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
     def submit(self, request_id: int | None, line: bytes, kind: str = "") -> None:
-        """Hands a line to the worker; ``request_id`` when the worker will answer it."""
+        """Hands a line to the worker, without waiting for it to read; ``request_id`` when the
+        worker will answer it. A worker too far behind gets no more: the request is answered
+        with an error (an input reply, which nothing waits on then, is dropped)."""
         with self._swap:
             if request_id is not None:
-                with self._lock:
+                with self._lock:  # before the line can reach the worker and be answered
                     self.inflight.append(request_id)
                     self._kinds[request_id] = kind
-            view = memoryview(line)
-            try:
-                while view:
-                    view = view[os.write(self.req_w, view):]
-            except BrokenPipeError:
-                pass  # the worker is dying; _died() reports this request with the others
+            if self.requests.put(line) or request_id is None:
+                return
+            with self._lock:
+                self.inflight.remove(request_id)
+                self._kinds.pop(request_id, None)
+        self._answer_lost(request_id, kind, "WorkerBusy", (
+            f"The Python process has not read the {_UNREAD_LIMIT // 2**20} MB of requests "
+            "already sent to it (its code runs and does not come back for them), so this "
+            "one was dropped. Interrupt the running cell, then try again."))
 
     def restart(self) -> None:
         """Ends the idle worker and starts a freshly executed one in its place, which takes
@@ -97,11 +106,12 @@ class WorkerSupervisor:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
     def end_running(self, request_id: int) -> None:
-        """Ends the worker if it is still on ``request_id``: its reply may have crossed the
-        host's order, and the next cell must not die for it."""
+        """Ends the worker if ``request_id`` is still unanswered: its reply may have crossed
+        the host's order, and the next cell must not die for it. One that waits behind a
+        request the worker is stuck on (a comm handler that never returns) ends it too."""
         with self._lock:
-            running = bool(self.inflight) and self.inflight[0] == request_id
-        if running:
+            unanswered = request_id in self.inflight
+        if unanswered:
             self.end()
 
     def interrupt(self) -> None:
@@ -210,8 +220,9 @@ class WorkerSupervisor:
         out_of_memory = code == -signal.SIGKILL and oom_kills() > self._oom_kills_at_start
         how = how_it_ended(code, out_of_memory)
         with self._swap:
-            for fd in (self.msg_r, self.out_r, self.err_r, self.req_w):
+            for fd in (self.msg_r, self.out_r, self.err_r):
                 os.close(fd)
+            self.requests.close()
             with self._lock:
                 lost = [(rid, self._kinds.pop(rid, "")) for rid in self.inflight]
                 self.inflight.clear()
@@ -222,13 +233,16 @@ class WorkerSupervisor:
         ended = (f"The Python process running this code ended ({how}); "
                  "a fresh one has been started and earlier variables are gone.")
         for request_id, kind in lost:
-            # Each gets an answer its request may end with: the host drops any other.
-            if kind == "execute":
-                self.agent.send(p.ExecuteReply(id=request_id, status="error",
-                                               ename="WorkerDied", evalue=ended))
-            else:
-                self.agent.send(p.AgentError(id=request_id, error_type="WorkerDied",
-                                             message=ended))
+            self._answer_lost(request_id, kind, "WorkerDied", ended)
+
+    def _answer_lost(self, request_id: int, kind: str, name: str, text: str) -> None:
+        """Answers a request the worker will not: with an answer it may end with, since the
+        host drops any other."""
+        if kind == "execute":
+            self.agent.send(p.ExecuteReply(id=request_id, status="error", ename=name,
+                                           evalue=text))
+        else:
+            self.agent.send(p.AgentError(id=request_id, error_type=name, message=text))
 
 
 _DRAIN_LIMIT = 64 * 2**20
