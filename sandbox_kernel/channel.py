@@ -179,6 +179,11 @@ class DualPortChannel:
             self.unsolicited.put_nowait(
                 p.AgentError(id=0, error_type="ProtocolError", message=message))
 
+    def abandon(self, error: SandboxError) -> None:
+        """Gives up on the guest: every request waiting, and every one after, ends with
+        ``error``. (``close`` then ends the connection.)"""
+        self._fail(error)
+
     def _fail(self, error: SandboxError) -> None:
         if self._closed is None:
             self._closed = error

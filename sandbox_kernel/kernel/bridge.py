@@ -22,13 +22,20 @@ from pydantic import ValidationError
 
 from sandbox_kernel import protocol as p
 from sandbox_kernel.channel import DualPortChannel, RequestTooLarge
-from sandbox_kernel.errors import SandboxError, VMDied
+from sandbox_kernel.errors import SandboxError, VMDied, VMUnresponsive
 from sandbox_kernel.kernel import published
 from sandbox_kernel.kernel.cell_limits import CellLimits, CellTimer, OutputBudget
 
 JSONDict = dict[str, Any]
 E = TypeVar("E", bound=p.Message)
 _LATE_CELLS = 8  # cells whose threads' output still finds its cell
+# What the agent (PID 1, not the worker) answers at once, given this long under a loaded
+# host: an interrupt's ack, and an ended worker's reply to its cell. Past it the guest is
+# taken for dead: the host waits on nothing for ever.
+AGENT_ANSWER_S = 20.0
+# What the worker answers between cells (a completion, the history): past this long the
+# request gets the reply it gets without a VM, and the kernel takes the next one.
+INTROSPECTION_S = 60.0
 _COMM_REQUESTS: dict[str, type[p.CommOpen | p.CommMsg | p.CommClose]] = {
     "comm_open": p.CommOpen, "comm_msg": p.CommMsg, "comm_close": p.CommClose}
 
@@ -63,8 +70,13 @@ def build_models() -> None:
 
 class Bridge:
     def __init__(self, channel: DualPortChannel, publish: Publish, ask_input: AskInput,
-                 log: logging.Logger | None = None, limits: CellLimits | None = None) -> None:
+                 log: logging.Logger | None = None, limits: CellLimits | None = None,
+                 on_unresponsive: Callable[[], None] = lambda: None) -> None:
+        """``on_unresponsive``: called once the guest is taken for dead (the VM is to go)."""
         self._channel = channel
+        self._on_unresponsive = on_unresponsive
+        self._watches: set[asyncio.Task[None]] = set()  # each ends within AGENT_ANSWER_S
+        self._cell_done = asyncio.Event()
         self._limits = limits or CellLimits()
         self._publish = publish
         self._ask_input = ask_input
@@ -99,6 +111,7 @@ class Bridge:
         parent, budget = cell.parent, cell.budget
         inputs = _InputRelay(self._ask_input, channel, request.id, parent, ident)
         self._running = request.id
+        self._cell_done = asyncio.Event()
         notice = self._notice_under(parent)
         timer = CellTimer(self._limits.timeout_s, self.interrupt, self._end_worker, notice)
         try:
@@ -117,6 +130,7 @@ class Bridge:
             raise VMDied(str(exc)) from exc
         finally:
             self._running = None
+            self._cell_done.set()
             await inputs.close()
         raise VMDied("the guest sent no completion")
 
@@ -134,16 +148,40 @@ class Bridge:
                 "payload": done.payload, "user_expressions": {}}
 
     def interrupt(self) -> None:
-        """Interrupts the running cell; between cells there is nothing to interrupt."""
+        """Interrupts the running cell; between cells there is nothing to interrupt. The
+        cell may go on (it may catch the interrupt), but the agent must say it passed it on."""
         if self._running is None or self._channel.closed is not None:
             return
-        with contextlib.suppress(SandboxError):  # a full queue: the guest is stuck anyway
-            self._channel.send(p.Interrupt(id=self._channel.next_id()))
+        self._watch(p.Interrupt(id=self._channel.next_id()), "answer an interrupt")
 
     def _end_worker(self) -> None:
         if self._running is not None and self._channel.closed is None:
-            with contextlib.suppress(SandboxError):
-                self._channel.send(p.EndWorker(id=self._channel.next_id(), cell=self._running))
+            self._watch(p.EndWorker(id=self._channel.next_id(), cell=self._running),
+                        "end a cell's Python process", self._cell_done)
+
+    def _watch(self, request: p.Message, what: str, then: asyncio.Event | None = None) -> None:
+        """Sends ``request``, which the agent answers at once; and with ``then``, waits for
+        that too. Either missing after ``AGENT_ANSWER_S``, the guest is given up on."""
+        async def watch() -> None:
+            try:
+                await asyncio.wait_for(self._channel.request(request), AGENT_ANSWER_S)
+                if then is not None:
+                    await asyncio.wait_for(then.wait(), AGENT_ANSWER_S)
+            except TimeoutError:
+                self._give_up(f"the guest did not {what} within {AGENT_ANSWER_S:g} s")
+            except SandboxError:
+                pass  # the channel is closed (or full: the guest is stuck, and the cell's
+                # own deadline, if any, follows): whoever waits on it learns why
+
+        task = asyncio.get_running_loop().create_task(watch())
+        self._watches.add(task)
+        task.add_done_callback(self._watches.discard)
+
+    def _give_up(self, detail: str) -> None:
+        if self._channel.closed is None:
+            self._log.error("the sandbox VM stopped answering: %s", detail)
+            self._channel.abandon(VMUnresponsive(detail))
+            self._on_unresponsive()
 
     def _notice_under(self, parent: JSONDict) -> Callable[[str], None]:
         def notice(text: str) -> None:
@@ -250,8 +288,9 @@ class Bridge:
 
     # --- requests -----------------------------------------------------------------------------
     def _live_channel(self) -> DualPortChannel:
-        if self._channel.closed is not None:
-            raise VMDied(str(self._channel.closed))
+        closed = self._channel.closed
+        if closed is not None:
+            raise closed if isinstance(closed, VMDied) else VMDied(str(closed))
         return self._channel
 
     def _build(self, model: type[E], channel: DualPortChannel, **fields: Any) -> E:
@@ -264,7 +303,12 @@ class Bridge:
 
     async def _ask(self, expected: type[E], model: type[p.Message], **fields: Any) -> E:
         channel = self._live_channel()
-        reply = await channel.request(self._build(model, channel, **fields))
+        try:
+            reply = await asyncio.wait_for(channel.request(self._build(model, channel, **fields)),
+                                           INTROSPECTION_S)
+        except TimeoutError:
+            raise SandboxError(f"the guest did not answer {model.__name__} within "
+                               f"{INTROSPECTION_S:g} s") from None
         if isinstance(reply, expected):
             return reply
         if isinstance(reply, p.AgentError):
