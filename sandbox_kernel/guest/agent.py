@@ -371,13 +371,25 @@ class Agent:
                 self._prepare_snapshot()
                 self.worker.in_snapshot = True
                 self.send(p.Ack(id=rid))
-            case p.MountShare(name=name, writable=writable, wheelhouse=wheelhouse):
-                if name is not None and self.share is None:  # once per VM
-                    self.share = shared_folder.mount(find_port(p.SHARE_PORT), name, writable)
+            case p.MountShare(id=rid, name=name, writable=writable, wheelhouse=wheelhouse):
+                # Each once per VM, and each failure its own: the host asks again without it.
+                if name is not None and self.share is None:
+                    try:
+                        self.share = shared_folder.mount(find_port(p.SHARE_PORT), name,
+                                                         writable)
+                    except Exception as exc:
+                        self.send(p.AgentError(id=rid, error_type=p.FOLDER_UNAVAILABLE,
+                                               message=str(exc)[:2000]))
+                        return
                     self.worker.cwd = shared_folder.guest_path(name)
                 if wheelhouse and self.wheelhouse is None:
-                    self.wheelhouse = shared_folder.mount_wheelhouse(
-                        find_port(p.WHEELHOUSE_PORT))
+                    try:
+                        self.wheelhouse = shared_folder.mount_wheelhouse(
+                            find_port(p.WHEELHOUSE_PORT))
+                    except Exception as exc:
+                        self.send(p.AgentError(id=rid, error_type=p.WHEELHOUSE_UNAVAILABLE,
+                                               message=str(exc)[:2000]))
+                        return
                 # The worker moves there, and answers.
                 self.worker.submit(request.id, line, request.type)
             case p.Warm(modules=modules):

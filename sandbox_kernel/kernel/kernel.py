@@ -258,8 +258,8 @@ class SandboxKernel(Kernel, VMSettings):
             why = vm.share_failure or plan.reason
             self._notice(f"no folder of the host is visible in this VM: {why}")
         wheelhouse = self.wheelhouse_plan()
-        if wheelhouse is not None and wheelhouse.settings is None:
-            self._notice(f"no wheelhouse: {wheelhouse.reason}")
+        if wheelhouse is not None and (wheelhouse.settings is None or vm.wheelhouse_failure):
+            self._notice(f"no wheelhouse: {vm.wheelhouse_failure or wheelhouse.reason}")
 
     def _failure(self, exc: BaseException, silent: bool = False) -> dict[str, Any]:
         name = type(exc).__name__
