@@ -57,12 +57,16 @@ class WorkerSupervisor:
         # process's hash seed and memory layout, so the first reseed replaces it.
         self.in_snapshot = False
         self.restarted = False  # a fresh process replaced the snapshot's
+        # Only that one preloads: one started after a crash would import them beside the
+        # user's next cell, competing with it for the CPU (under TCG, for seconds).
+        self._preload_next = False
         self._swapped: threading.Event | None = None  # set by _died once a restart is done
         self._start(first)
 
     def _start(self, spawned: WorkerProcess | None = None) -> None:
         self._oom_kills_at_start = oom_kills()
-        spawned = spawned or spawn_worker(self.cwd, self.timezone, self.preload)
+        preload, self._preload_next = self.preload if self._preload_next else (), False
+        spawned = spawned or spawn_worker(self.cwd, self.timezone, preload)
         self.proc = spawned.proc
         self.requests = RequestFeeder(spawned.req_w, _UNREAD_LIMIT)
         self.msg_r = spawned.msg_r
@@ -95,6 +99,7 @@ class WorkerSupervisor:
         assert self.proc is not None
         self.in_snapshot = False
         self.restarted = True
+        self._preload_next = True
         self._swapped = swapped = threading.Event()
         self.end()
         swapped.wait(30.0)
