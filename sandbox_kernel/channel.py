@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 WRITE_QUEUE_DEPTH = 256
 EVENT_QUEUE_DEPTH = 1024
+# Events of no request (a hello, the agent's errors) are kept for whoever looks, few and
+# small: a cell can write lines of many MB with id 0, and nothing reads this queue for ever.
+UNSOLICITED_DEPTH = 64
+UNSOLICITED_LINE = 64 * 1024
 _READ_SIZE = 1 << 20
 
 
@@ -54,7 +58,7 @@ class DualPortChannel:
         self.expected_peer = peer
         self.max_line = max_line
         self.protocol_errors: list[str] = []
-        self.unsolicited: asyncio.Queue[p.Event] = asyncio.Queue(maxsize=EVENT_QUEUE_DEPTH)
+        self.unsolicited: asyncio.Queue[p.Event] = asyncio.Queue(maxsize=UNSOLICITED_DEPTH)
         self._ids = itertools.count(first_id)
         # Each request waiting on its events, with the event types that may end it.
         self._streams: dict[int, tuple[asyncio.Queue[p.Event | SandboxError],
@@ -166,8 +170,9 @@ class DualPortChannel:
                 del self._streams[event.id]  # what comes after it is late
             await queue.put(event)  # bounded: a flood from the guest waits here
         elif event.id == 0:
-            with contextlib.suppress(asyncio.QueueFull):
-                self.unsolicited.put_nowait(event)
+            if len(line) <= UNSOLICITED_LINE:
+                with contextlib.suppress(asyncio.QueueFull):
+                    self.unsolicited.put_nowait(event)
         elif self.on_late_event is not None:
             self.on_late_event(event)
         else:
@@ -180,6 +185,11 @@ class DualPortChannel:
         with contextlib.suppress(asyncio.QueueFull):
             self.unsolicited.put_nowait(
                 p.AgentError(id=0, error_type="ProtocolError", message=message))
+
+    def abandon(self, error: SandboxError) -> None:
+        """Gives up on the guest: every request waiting, and every one after, ends with
+        ``error``. (``close`` then ends the connection.)"""
+        self._fail(error)
 
     def _fail(self, error: SandboxError) -> None:
         if self._closed is None:

@@ -58,5 +58,15 @@ class VMDied(SandboxError):
         )
 
 
+class VMUnresponsive(VMDied):
+    """The guest agent did not answer what it must answer at once (an interrupt, the end of
+    a worker); the kernel stops the VM."""
+
+    def __init__(self, detail: str) -> None:
+        SandboxError.__init__(
+            self, f"The sandbox VM stopped answering ({detail}), so it was stopped. "
+            "Restart the kernel to get a fresh VM; `sandbox-kernel doctor` checks the set-up.")
+
+
 class ProtocolError(SandboxError):
     """The guest sent something that is not a valid protocol message."""

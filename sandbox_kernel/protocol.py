@@ -182,12 +182,19 @@ def _inside(most_parts: int) -> Any:
     return check
 
 
+FOLDER_UNAVAILABLE = "FolderUnavailable"
+WHEELHOUSE_UNAVAILABLE = "WheelhouseUnavailable"
+
+
 class MountShare(Message):
     """After a start: the host serves the notebook's folder on the share port; the guest mounts
     it at /home/user/<name>, the cell's working directory, with its writes kept in the VM but
     for the ``writable`` subfolders, whose writes reach the host. No name: nothing is shared,
     and the description says why. ``wheelhouse``: the host serves a folder of wheels on the
-    wheelhouse port too, which the guest mounts read-only for pip."""
+    wheelhouse port too, which the guest mounts read-only for pip. The agent mounts the folder
+    first: if it cannot, or then cannot mount the wheelhouse, it answers with the agent error
+    ``FOLDER_UNAVAILABLE`` or ``WHEELHOUSE_UNAVAILABLE``, having kept what it did mount, and
+    the host asks again without the part that failed."""
 
     type: Literal["mount_share"] = "mount_share"
     name: Annotated[str, AfterValidator(_inside(1))] | None = None

@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterator
 from sandbox_kernel import __version__
 from sandbox_kernel import protocol as p
 from sandbox_kernel.guest import shared_folder
-from sandbox_kernel.guest.debug_pipe import DebugPipe, loopback_up
 from sandbox_kernel.guest.fd_output import StreamChunker, output_line
+from sandbox_kernel.guest.feeder import RequestFeeder
+from sandbox_kernel.guest.loopback import loopback_up
 from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port
 from sandbox_kernel.guest.share_mount import Relay
 from sandbox_kernel.guest.spawn import PATH, USER_HOME, WorkerProcess, spawn_worker
@@ -32,6 +33,10 @@ from sandbox_kernel.lines import LineSplitter
 
 _RNDRESEEDCRNG = 0x5207
 _RB_POWER_OFF = 0x4321FEDC
+# What the agent holds of requests the worker has not read, besides its pipe's 1 MB.
+_UNREAD_LIMIT = 2 * p.MAX_LINE_BYTES
+# DAP messages and dumped cells for the worker's debug thread: while it is not reading, as many.
+_DEBUG_UNREAD_LIMIT = 2 * p.MAX_LINE_BYTES
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -55,36 +60,46 @@ class WorkerSupervisor:
         # process's hash seed and memory layout, so the first reseed replaces it.
         self.in_snapshot = False
         self.restarted = False  # a fresh process replaced the snapshot's
+        # Only that one preloads: one started after a crash would import them beside the
+        # user's next cell, competing with it for the CPU (under TCG, for seconds).
+        self._preload_next = False
         self._swapped: threading.Event | None = None  # set by _died once a restart is done
         self._start(first)
 
     def _start(self, spawned: WorkerProcess | None = None) -> None:
         self._oom_kills_at_start = oom_kills()
-        spawned = spawned or spawn_worker(self.cwd, self.timezone, self.preload)
+        preload, self._preload_next = self.preload if self._preload_next else (), False
+        spawned = spawned or spawn_worker(self.cwd, self.timezone, preload)
         self.proc = spawned.proc
-        self.req_w, self.msg_r = spawned.req_w, spawned.msg_r
+        self.requests = RequestFeeder(spawned.req_w, _UNREAD_LIMIT)
+        self.msg_r = spawned.msg_r
         self.out_r, self.err_r = spawned.out_r, spawned.err_r
-        self.debug_pipe = DebugPipe(spawned.side_w)
+        self.debug_requests = RequestFeeder(spawned.side_w, _DEBUG_UNREAD_LIMIT)
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
     def submit(self, request_id: int | None, line: bytes, kind: str = "") -> None:
-        """Hands a line to the worker; ``request_id`` when the worker will answer it."""
+        """Hands a line to the worker, without waiting for it to read; ``request_id`` when the
+        worker will answer it. A worker too far behind gets no more: the request is answered
+        with an error (an input reply, which nothing waits on then, is dropped)."""
         with self._swap:
             if request_id is not None:
-                with self._lock:
+                with self._lock:  # before the line can reach the worker and be answered
                     self.inflight.append(request_id)
                     self._kinds[request_id] = kind
-            view = memoryview(line)
-            try:
-                while view:
-                    view = view[os.write(self.req_w, view):]
-            except BrokenPipeError:
-                pass  # the worker is dying; _died() reports this request with the others
+            if self.requests.put(line) or request_id is None:
+                return
+            with self._lock:
+                self.inflight.remove(request_id)
+                self._kinds.pop(request_id, None)
+        self._answer_lost(request_id, kind, "WorkerBusy", (
+            f"The Python process has not read the {_UNREAD_LIMIT // 2**20} MB of requests "
+            "already sent to it (its code runs and does not come back for them), so this "
+            "one was dropped. Interrupt the running cell, then try again."))
 
     def submit_debug(self, line: bytes) -> bool:
         """Hands a line to the worker's debug thread; False if it is not taking them."""
         with self._swap:
-            return self.debug_pipe.put(line)
+            return self.debug_requests.put(line)
 
     def restart(self) -> None:
         """Ends the idle worker and starts a freshly executed one in its place, which takes
@@ -93,6 +108,7 @@ class WorkerSupervisor:
         assert self.proc is not None
         self.in_snapshot = False
         self.restarted = True
+        self._preload_next = True
         self._swapped = swapped = threading.Event()
         self.end()
         swapped.wait(30.0)
@@ -104,11 +120,12 @@ class WorkerSupervisor:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
     def end_running(self, request_id: int) -> None:
-        """Ends the worker if it is still on ``request_id``: its reply may have crossed the
-        host's order, and the next cell must not die for it."""
+        """Ends the worker if ``request_id`` is still unanswered: its reply may have crossed
+        the host's order, and the next cell must not die for it. One that waits behind a
+        request the worker is stuck on (a comm handler that never returns) ends it too."""
         with self._lock:
-            running = bool(self.inflight) and self.inflight[0] == request_id
-        if running:
+            unanswered = request_id in self.inflight
+        if unanswered:
             self.end()
 
     def interrupt(self) -> None:
@@ -217,9 +234,10 @@ class WorkerSupervisor:
         out_of_memory = code == -signal.SIGKILL and oom_kills() > self._oom_kills_at_start
         how = how_it_ended(code, out_of_memory)
         with self._swap:
-            for fd in (self.msg_r, self.out_r, self.err_r, self.req_w):
+            for fd in (self.msg_r, self.out_r, self.err_r):
                 os.close(fd)
-            self.debug_pipe.close()
+            self.requests.close()
+            self.debug_requests.close()
             with self._lock:
                 lost = [(rid, self._kinds.pop(rid, "")) for rid in self.inflight]
                 self.inflight.clear()
@@ -230,13 +248,16 @@ class WorkerSupervisor:
         ended = (f"The Python process running this code ended ({how}); "
                  "a fresh one has been started and earlier variables are gone.")
         for request_id, kind in lost:
-            # Each gets an answer its request may end with: the host drops any other.
-            if kind == "execute":
-                self.agent.send(p.ExecuteReply(id=request_id, status="error",
-                                               ename="WorkerDied", evalue=ended))
-            else:
-                self.agent.send(p.AgentError(id=request_id, error_type="WorkerDied",
-                                             message=ended))
+            self._answer_lost(request_id, kind, "WorkerDied", ended)
+
+    def _answer_lost(self, request_id: int, kind: str, name: str, text: str) -> None:
+        """Answers a request the worker will not: with an answer it may end with, since the
+        host drops any other."""
+        if kind == "execute":
+            self.agent.send(p.ExecuteReply(id=request_id, status="error", ename=name,
+                                           evalue=text))
+        else:
+            self.agent.send(p.AgentError(id=request_id, error_type=name, message=text))
 
 
 _DRAIN_LIMIT = 64 * 2**20
@@ -365,13 +386,25 @@ class Agent:
                 self._prepare_snapshot()
                 self.worker.in_snapshot = True
                 self.send(p.Ack(id=rid))
-            case p.MountShare(name=name, writable=writable, wheelhouse=wheelhouse):
-                if name is not None and self.share is None:  # once per VM
-                    self.share = shared_folder.mount(find_port(p.SHARE_PORT), name, writable)
+            case p.MountShare(id=rid, name=name, writable=writable, wheelhouse=wheelhouse):
+                # Each once per VM, and each failure its own: the host asks again without it.
+                if name is not None and self.share is None:
+                    try:
+                        self.share = shared_folder.mount(find_port(p.SHARE_PORT), name,
+                                                         writable)
+                    except Exception as exc:
+                        self.send(p.AgentError(id=rid, error_type=p.FOLDER_UNAVAILABLE,
+                                               message=str(exc)[:2000]))
+                        return
                     self.worker.cwd = shared_folder.guest_path(name)
                 if wheelhouse and self.wheelhouse is None:
-                    self.wheelhouse = shared_folder.mount_wheelhouse(
-                        find_port(p.WHEELHOUSE_PORT))
+                    try:
+                        self.wheelhouse = shared_folder.mount_wheelhouse(
+                            find_port(p.WHEELHOUSE_PORT))
+                    except Exception as exc:
+                        self.send(p.AgentError(id=rid, error_type=p.WHEELHOUSE_UNAVAILABLE,
+                                               message=str(exc)[:2000]))
+                        return
                 # The worker moves there, and answers.
                 self.worker.submit(request.id, line, request.type)
             case p.Warm(modules=modules):

@@ -15,19 +15,27 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from sandbox_kernel import protocol as p
 from sandbox_kernel.channel import DualPortChannel, RequestTooLarge
-from sandbox_kernel.errors import SandboxError, VMDied
+from sandbox_kernel.errors import SandboxError, VMDied, VMUnresponsive
 from sandbox_kernel.kernel import published
 from sandbox_kernel.kernel.cell_limits import CellLimits, CellTimer, OutputBudget
 
 JSONDict = dict[str, Any]
 E = TypeVar("E", bound=p.Message)
-_LATE_PARENTS = 8  # cells whose threads' output still finds its cell
+_LATE_CELLS = 8  # cells whose threads' output still finds its cell
+# What the agent (PID 1, not the worker) answers at once, given this long under a loaded
+# host: an interrupt's ack, and an ended worker's reply to its cell. Past it the guest is
+# taken for dead: the host waits on nothing for ever.
+AGENT_ANSWER_S = 20.0
+# What the worker answers between cells (a completion, the history): past this long the
+# request gets the reply it gets without a VM, and the kernel takes the next one.
+INTROSPECTION_S = 60.0
 _COMM_REQUESTS: dict[str, type[p.CommOpen | p.CommMsg | p.CommClose]] = {
     "comm_open": p.CommOpen, "comm_msg": p.CommMsg, "comm_close": p.CommClose}
 
@@ -45,6 +53,15 @@ class Publish(Protocol):
 AskInput = Callable[[str, bool, JSONDict, Any, threading.Event], str | None]
 
 
+@dataclass(frozen=True)
+class _Cell:
+    """An execute request, for as long as its threads' output may still come: the request
+    it goes under, and the output cap it counts against."""
+
+    parent: JSONDict
+    budget: OutputBudget
+
+
 def build_models() -> None:
     """Builds the protocol's validators now, in the loader's thread, rather than model by
     model on the event loop during the first cell."""
@@ -53,14 +70,19 @@ def build_models() -> None:
 
 class Bridge:
     def __init__(self, channel: DualPortChannel, publish: Publish, ask_input: AskInput,
-                 log: logging.Logger | None = None, limits: CellLimits | None = None) -> None:
+                 log: logging.Logger | None = None, limits: CellLimits | None = None,
+                 on_unresponsive: Callable[[], None] = lambda: None) -> None:
+        """``on_unresponsive``: called once the guest is taken for dead (the VM is to go)."""
         self._channel = channel
+        self._on_unresponsive = on_unresponsive
+        self._watches: set[asyncio.Task[None]] = set()  # each ends within AGENT_ANSWER_S
+        self._cell_done = asyncio.Event()
         self._limits = limits or CellLimits()
         self._publish = publish
         self._ask_input = ask_input
         self._log = log or logging.getLogger(__name__)
         self._running: int | None = None  # the execute request a cell waits on
-        self._late_parents: OrderedDict[int, JSONDict] = OrderedDict()  # by request id
+        self._cells: OrderedDict[int, _Cell] = OrderedDict()  # by request id
         self._last_parent: JSONDict = {}
         channel.on_late_event = self._late_event
 
@@ -75,26 +97,29 @@ class Bridge:
                               store_history=store_history, user_expressions=user_expressions,
                               allow_stdin=allow_stdin,
                               parent_msg_id=parent.get("header", {}).get("msg_id", ""))
-        self._remember(request.id, parent)
-        final = await self._run_cell(channel, request, parent, ident)
+        cell = self._remember(request.id, parent)
+        try:
+            final = await self._run_cell(channel, request, cell, ident)
+        finally:
+            cell.budget.ended = True
         if isinstance(final, p.AgentError):
             raise SandboxError(f"{final.error_type}: {final.message}")
         return self._execute_reply(final, parent)
 
-    async def _run_cell(self, channel: DualPortChannel, request: p.Execute, parent: JSONDict,
+    async def _run_cell(self, channel: DualPortChannel, request: p.Execute, cell: _Cell,
                         ident: Any) -> p.ExecuteReply | p.AgentError:
+        parent, budget = cell.parent, cell.budget
         inputs = _InputRelay(self._ask_input, channel, request.id, parent, ident)
         self._running = request.id
+        self._cell_done = asyncio.Event()
         notice = self._notice_under(parent)
-        budget = OutputBudget(self._limits.max_output_bytes, notice)
         timer = CellTimer(self._limits.timeout_s, self.interrupt, self._end_worker, notice)
         try:
             with timer:
                 async for event in channel.stream(request):
                     if isinstance(event, p.ExecuteReply | p.AgentError):
                         return event
-                    if isinstance(event, p.Published):  # counted as what it publishes
-                        event = published.as_event(event) or event
+                    event = _counted(event)
                     if isinstance(event, p.InputRequest):
                         inputs.ask(event)
                     elif budget.allows(event):
@@ -105,6 +130,7 @@ class Bridge:
             raise VMDied(str(exc)) from exc
         finally:
             self._running = None
+            self._cell_done.set()
             await inputs.close()
         raise VMDied("the guest sent no completion")
 
@@ -122,16 +148,40 @@ class Bridge:
                 "payload": done.payload, "user_expressions": {}}
 
     def interrupt(self) -> None:
-        """Interrupts the running cell; between cells there is nothing to interrupt."""
+        """Interrupts the running cell; between cells there is nothing to interrupt. The
+        cell may go on (it may catch the interrupt), but the agent must say it passed it on."""
         if self._running is None or self._channel.closed is not None:
             return
-        with contextlib.suppress(SandboxError):  # a full queue: the guest is stuck anyway
-            self._channel.send(p.Interrupt(id=self._channel.next_id()))
+        self._watch(p.Interrupt(id=self._channel.next_id()), "answer an interrupt")
 
     def _end_worker(self) -> None:
         if self._running is not None and self._channel.closed is None:
-            with contextlib.suppress(SandboxError):
-                self._channel.send(p.EndWorker(id=self._channel.next_id(), cell=self._running))
+            self._watch(p.EndWorker(id=self._channel.next_id(), cell=self._running),
+                        "end a cell's Python process", self._cell_done)
+
+    def _watch(self, request: p.Message, what: str, then: asyncio.Event | None = None) -> None:
+        """Sends ``request``, which the agent answers at once; and with ``then``, waits for
+        that too. Either missing after ``AGENT_ANSWER_S``, the guest is given up on."""
+        async def watch() -> None:
+            try:
+                await asyncio.wait_for(self._channel.request(request), AGENT_ANSWER_S)
+                if then is not None:
+                    await asyncio.wait_for(then.wait(), AGENT_ANSWER_S)
+            except TimeoutError:
+                self._give_up(f"the guest did not {what} within {AGENT_ANSWER_S:g} s")
+            except SandboxError:
+                pass  # the channel is closed (or full: the guest is stuck, and the cell's
+                # own deadline, if any, follows): whoever waits on it learns why
+
+        task = asyncio.get_running_loop().create_task(watch())
+        self._watches.add(task)
+        task.add_done_callback(self._watches.discard)
+
+    def _give_up(self, detail: str) -> None:
+        if self._channel.closed is None:
+            self._log.error("the sandbox VM stopped answering: %s", detail)
+            self._channel.abandon(VMUnresponsive(detail))
+            self._on_unresponsive()
 
     def _notice_under(self, parent: JSONDict) -> Callable[[str], None]:
         def notice(text: str) -> None:
@@ -169,22 +219,26 @@ class Bridge:
             case _:
                 self._log.debug("ignoring guest event %s", type(event).__name__)
 
-    def _remember(self, request_id: int, parent: JSONDict) -> None:
+    def _remember(self, request_id: int, parent: JSONDict) -> _Cell:
         self._last_parent = parent
-        self._late_parents[request_id] = parent
-        while len(self._late_parents) > _LATE_PARENTS:
-            self._late_parents.popitem(last=False)
+        cell = self._cells[request_id] = _Cell(parent, OutputBudget(
+            self._limits.max_output_bytes, self._notice_under(parent)))
+        while len(self._cells) > _LATE_CELLS:
+            self._cells.popitem(last=False)
+        return cell
 
     def _late_event(self, event: p.Event) -> None:
         """An event of a request already answered: what a thread the cell started still
-        prints or displays goes under that cell, as in ipykernel. Comm messages (a widget
-        that a thread updates) go out whatever their request: under the latest request, as
-        ipykernel sends a comm message from a thread of its own."""
-        parent = self._late_parents.get(event.id)
-        if parent is None and _is_comm(event):
-            parent = self._last_parent
-        if parent is not None:
-            self.forward(event, parent)
+        prints or displays goes under that cell, as in ipykernel, within what is left of
+        the cell's output cap. Comm messages (a widget that a thread updates) go out
+        whatever their request: under the latest request, as ipykernel sends a comm message
+        from a thread of its own."""
+        cell = self._cells.get(event.id)
+        if cell is not None:
+            if cell.budget.allows(event := _counted(event)):
+                self.forward(event, cell.parent)
+        elif _is_comm(event):
+            self.forward(event, self._last_parent)
 
     # --- introspection ------------------------------------------------------------------------
     async def complete(self, code: str, cursor_pos: int) -> JSONDict:
@@ -226,15 +280,19 @@ class Bridge:
         request = self._build(_COMM_REQUESTS[msg["header"]["msg_type"]], channel,
                               **_comm_fields(msg))
         self._last_parent = msg
+        # A handler that prints for ever is held to the cap a cell is held to.
+        budget = OutputBudget(self._limits.max_output_bytes, self._notice_under(msg))
         async for event in channel.stream(request):
-            self.forward(event, msg)
+            if budget.allows(_counted(event)):
+                self.forward(event, msg)
 
     # --- the debugger (kernel/debugger.py) ------------------------------------------------------
     def on_dap(self, handler: Callable[[Any], None]) -> None:
         self._channel.on_dap = handler
 
-    async def debug_start(self) -> tuple[int, str, list[str]]:
-        reply = await self._ask(p.DebugStarted, p.DebugStart)
+    async def debug_start(self, answer_s: float) -> tuple[int, str, list[str]]:
+        """``answer_s``: the worker starts debugpy once it is done with the running cell."""
+        reply = await self._ask(p.DebugStarted, p.DebugStart, answer_s=answer_s)
         return reply.port, reply.tmp_prefix, list(reply.skip_paths)
 
     def dap_send(self, message: JSONDict) -> None:
@@ -255,8 +313,9 @@ class Bridge:
 
     # --- requests -----------------------------------------------------------------------------
     def _live_channel(self) -> DualPortChannel:
-        if self._channel.closed is not None:
-            raise VMDied(str(self._channel.closed))
+        closed = self._channel.closed
+        if closed is not None:
+            raise closed if isinstance(closed, VMDied) else VMDied(str(closed))
         return self._channel
 
     def _build(self, model: type[E], channel: DualPortChannel, **fields: Any) -> E:
@@ -267,9 +326,15 @@ class Bridge:
         except ValidationError as exc:
             raise SandboxError(f"invalid {model.__name__} request: {exc}") from None
 
-    async def _ask(self, expected: type[E], model: type[p.Message], **fields: Any) -> E:
+    async def _ask(self, expected: type[E], model: type[p.Message], *,
+                   answer_s: float = INTROSPECTION_S, **fields: Any) -> E:
         channel = self._live_channel()
-        reply = await channel.request(self._build(model, channel, **fields))
+        try:
+            reply = await asyncio.wait_for(channel.request(self._build(model, channel, **fields)),
+                                           answer_s)
+        except TimeoutError:
+            raise SandboxError(f"the guest did not answer {model.__name__} within "
+                               f"{answer_s:g} s") from None
         if isinstance(reply, expected):
             return reply
         if isinstance(reply, p.AgentError):
@@ -321,6 +386,13 @@ _MIME_TYPE = re.compile(f"{_NAME}/{_NAME}")
 
 def _mime(data: JSONDict) -> JSONDict:
     return {key: value for key, value in data.items() if _MIME_TYPE.fullmatch(key)}
+
+
+def _counted(event: p.Event) -> p.Event:
+    """What a published message is counted as against the output cap: what it publishes."""
+    if isinstance(event, p.Published):
+        return published.as_event(event) or event
+    return event
 
 
 def _is_comm(event: p.Event) -> bool:

@@ -37,13 +37,16 @@ def shown_size(event: p.Event) -> int:
 
 
 class OutputBudget:
-    """Lets a cell's output through up to the cap, then tells the user once."""
+    """Lets a cell's output through up to the cap, then tells the user once. The cap holds
+    for all the output the cell is answerable for: what threads it started print after it
+    ended counts too (``ended``), or a thread could print under it for ever."""
 
     def __init__(self, limit: int, notice: Callable[[str], None]) -> None:
         self._limit = limit
         self._left = limit
         self._notice = notice
         self._told = False
+        self.ended = False  # set once the cell has its reply: what comes now is its threads'
 
     def allows(self, event: p.Event) -> bool:
         size = shown_size(event)
@@ -54,7 +57,9 @@ class OutputBudget:
             return True
         if not self._told:
             self._told = True
-            self._notice("this cell's output passed the sandbox's limit "
+            whose = ("this cell's output, with what threads it started printed after it ended,"
+                     if self.ended else "this cell's output")
+            self._notice(f"{whose} passed the sandbox's limit "
                          f"(c.SandboxKernel.max_output_mb = {self._limit / 2**20:g}); the rest "
                          "is not shown. Raise the setting to see more.")
         return False

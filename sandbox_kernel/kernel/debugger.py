@@ -40,7 +40,7 @@ _MIME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]{0,126}/[a-zA-Z0-9][a-zA-Z0-
 class DebugGuest(Protocol):
     """What the debugger needs of the VM (kernel/bridge.py); each may raise SandboxError."""
 
-    async def debug_start(self) -> tuple[int, str, list[str]]: ...
+    async def debug_start(self, answer_s: float) -> tuple[int, str, list[str]]: ...
 
     def dap_send(self, message: JSONDict) -> None: ...
 
@@ -112,8 +112,7 @@ class Debugger:
 
     async def _start(self) -> None:
         guest = self._require_guest()
-        self._port, self._tmp_prefix, self._skip_paths = await asyncio.wait_for(
-            guest.debug_start(), START_S)
+        self._port, self._tmp_prefix, self._skip_paths = await guest.debug_start(START_S)
         self.started = True
 
     async def _stop(self) -> None:

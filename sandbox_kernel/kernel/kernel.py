@@ -102,6 +102,7 @@ class SandboxKernel(Kernel, VMSettings):
         self._guest_task: asyncio.Task[Bridge] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exit_task: asyncio.Task[None] | None = None
+        self._halt_task: asyncio.Task[None] | None = None  # stops a VM that stopped answering
         self._share_plan: SharePlan | None = None
         self._share_told = False
         self._comm_tasks: set[asyncio.Task[None]] = set()
@@ -202,8 +203,14 @@ class SandboxKernel(Kernel, VMSettings):
         vm.on_share_notice = lambda text: self._call_on_loop(functools.partial(self._notice, text))
         self._bridge = bridge_class(vm.channel, self._publish,
                                     functools.partial(ask_frontend, self), self.log,
-                                    self.cell_limits())
+                                    self.cell_limits(), self._halt_vm)
         return self._bridge
+
+    def _halt_vm(self) -> None:
+        """Stops a VM whose guest stopped answering now, not at shutdown: it may be spinning
+        on the host's CPUs. Requests from now on are told so by its closed channel."""
+        if self._vm is not None and self._halt_task is None:
+            self._halt_task = asyncio.get_running_loop().create_task(self._vm.stop())
 
     def _take_early_vm(self) -> EarlyVM | None:
         early, self.early_vm = self.early_vm, None
@@ -253,8 +260,8 @@ class SandboxKernel(Kernel, VMSettings):
             why = vm.share_failure or plan.reason
             self._notice(f"no folder of the host is visible in this VM: {why}")
         wheelhouse = self.wheelhouse_plan()
-        if wheelhouse is not None and wheelhouse.settings is None:
-            self._notice(f"no wheelhouse: {wheelhouse.reason}")
+        if wheelhouse is not None and (wheelhouse.settings is None or vm.wheelhouse_failure):
+            self._notice(f"no wheelhouse: {vm.wheelhouse_failure or wheelhouse.reason}")
 
     def _failure(self, exc: BaseException, silent: bool = False) -> dict[str, Any]:
         name = type(exc).__name__
@@ -452,6 +459,9 @@ class SandboxKernel(Kernel, VMSettings):
             with contextlib.suppress(BaseException):
                 await self._guest_task
         self._bridge = None
+        if self._halt_task is not None:
+            with contextlib.suppress(Exception):
+                await self._halt_task
         if self._vm is not None:
             await self._vm.stop()
             self._vm = None

@@ -24,10 +24,12 @@ from sandbox_kernel.vm.verdicts import configured_verdict
 
 class GuestVM(Protocol):
     """What the kernel needs of a VM: its channel to the guest agent, a way to end it, and
-    word of its shared folder (why it failed; the limits it hits, told from a thread)."""
+    word of its shared folder (why it or the wheelhouse failed; the limits it hits, told from
+    a thread)."""
 
     on_share_notice: Callable[[str], None]
     share_failure: str
+    wheelhouse_failure: str
 
     @property
     def channel(self) -> DualPortChannel | None: ...

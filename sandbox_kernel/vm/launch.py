@@ -63,15 +63,19 @@ async def start_vm(config: VMConfig | None = None,
 
 
 async def _share(vm: SandboxVM, plan: SharePlan, wheelhouse: WheelhousePlan | None) -> None:
-    """A folder that cannot be shared leaves the VM without it, and says why, rather than
-    without a kernel."""
+    """A folder or wheelhouse that cannot be shared leaves the VM without it, and says why,
+    rather than without a kernel. (``share_folder`` leaves out each part that fails on its
+    own; what fails here is the guest's answer, after it may have mounted both.)"""
     try:
         await vm.share_folder(plan, wheelhouse)
     except (SandboxError, OSError) as exc:
         log.warning("the folder %s could not be shared: %s", plan.settings and
                     plan.settings.folder, exc)
         vm.share_failure = f"it could not be mounted ({exc})"
-        await vm.share_folder(SharePlan(None, vm.share_failure))
+        if wheelhouse is not None and wheelhouse.settings is not None:
+            vm.wheelhouse_failure = vm.share_failure
+        await vm.share_folder(SharePlan(None, vm.share_failure), wheelhouse and WheelhousePlan(
+            None, vm.wheelhouse_failure or wheelhouse.reason))
 
 
 @contextlib.asynccontextmanager

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _KVM_FAILURE = "KVM internal error"
+# The guest's answers when it could not mount one part of a MountShare: which part.
+_UNAVAILABLE: dict[str, Literal["share", "wheelhouse"]] = {
+    p.FOLDER_UNAVAILABLE: "share", p.WHEELHOUSE_UNAVAILABLE: "wheelhouse"}
 # Warming imports the image's preload list, which under TCG on a busy host can take minutes.
 _CAPTURE_TIMEOUT_S = 600.0
 _CONSOLE_TAIL = 6000
@@ -81,6 +84,7 @@ class SandboxVM:
         self._wheelhouse: ShareTransport | None = None
         self.shared_folder: str | None = None  # the guest's path of the host folder it sees
         self.share_failure = ""  # why a folder asked for is not shared
+        self.wheelhouse_failure = ""  # why a wheelhouse asked for is not
         # Told when the shared folder's limits refuse the guest something (a thread calls it).
         self.on_share_notice: Callable[[str], None] = lambda message: log.warning(
             "shared folder: %s", message)
@@ -386,25 +390,58 @@ class SandboxVM:
                            wheelhouse: WheelhousePlan | None = None) -> None:
         """Serves the plan's folder on the share port, and has the guest mount it as the cells'
         working folder; or tells the guest why nothing is shared (for ``%sandbox``). The
-        wheelhouse, if any, is served on its own port and mounted read-only."""
-        described = [plan.describe(), *([wheelhouse.describe()] if wheelhouse else [])]
-        fields: dict[str, object] = {"description": "\n".join(described)}
+        wheelhouse, if any, is served on its own port and mounted read-only. Each does without
+        the other: one that cannot be served or mounted is left out, and ``share_failure`` or
+        ``wheelhouse_failure`` says why."""
         try:
             if plan.settings is not None:
                 settings = replace(plan.settings, overlaid=True)
-                await asyncio.to_thread(make_writable_folders, settings)
-                self._share = await self._serve("share", settings)
-                fields.update(name=plan.guest_name, writable=list(settings.writable))
+                try:
+                    await asyncio.to_thread(make_writable_folders, settings)
+                    self._share = await self._serve("share", settings)
+                except (SandboxError, OSError) as exc:
+                    await self._left_out("share", f"it could not be served ({exc})")
             if wheelhouse is not None and wheelhouse.settings is not None:
-                self._wheelhouse = await self._serve("wheelhouse", wheelhouse.settings)
-                fields.update(wheelhouse=True)
-            reply = await self.request(p.MountShare, **fields)
-            if not isinstance(reply, p.Ack):
-                raise SandboxError(f"the guest could not mount the shared folder: {reply}")
+                try:
+                    self._wheelhouse = await self._serve("wheelhouse", wheelhouse.settings)
+                except (SandboxError, OSError) as exc:
+                    await self._left_out("wheelhouse", f"it could not be served ({exc})")
+            while not await self._mount(plan, wheelhouse):
+                pass
         except BaseException:
             await self._stop_serving()
             raise
-        self.shared_folder = plan.guest_path if plan.settings is not None else None
+        self.shared_folder = plan.guest_path if self._share is not None else None
+
+    async def _mount(self, plan: SharePlan, wheelhouse: WheelhousePlan | None) -> bool:
+        """Asks the guest to mount what is served. False when it could not mount one part,
+        now left out: ask again."""
+        if self._share is None and plan.settings is not None:
+            plan = SharePlan(None, self.share_failure)
+        if wheelhouse is not None and self._wheelhouse is None and self.wheelhouse_failure:
+            wheelhouse = WheelhousePlan(None, self.wheelhouse_failure)
+        described = [plan.describe(), *([wheelhouse.describe()] if wheelhouse else [])]
+        fields: dict[str, object] = {"description": "\n".join(described)}
+        if self._share is not None and plan.settings is not None:
+            fields.update(name=plan.guest_name, writable=list(plan.settings.writable))
+        if self._wheelhouse is not None:
+            fields.update(wheelhouse=True)
+        reply = await self.request(p.MountShare, **fields)
+        if isinstance(reply, p.AgentError) and reply.error_type in _UNAVAILABLE:
+            await self._left_out(_UNAVAILABLE[reply.error_type],
+                                 f"it could not be mounted ({reply.message})")
+            return False
+        if not isinstance(reply, p.Ack):
+            raise SandboxError(f"the guest could not mount the shared folder: {reply}")
+        return True
+
+    async def _left_out(self, port: Literal["share", "wheelhouse"], why: str) -> None:
+        log.warning("the %s is left out: %s", "shared folder" if port == "share" else port, why)
+        if port == "share":
+            self.share_failure = why
+        else:
+            self.wheelhouse_failure = why
+        await self._stop_serving(port)
 
     async def _serve(self, port: Literal["share", "wheelhouse"],
                      settings: ShareSettings) -> ShareTransport:
@@ -416,11 +453,13 @@ class SandboxVM:
         transport.start()
         return transport
 
-    async def _stop_serving(self) -> None:
-        for transport in (self._share, self._wheelhouse):
-            if transport is not None:
-                await asyncio.to_thread(transport.stop)
-        self._share = self._wheelhouse = None
+    async def _stop_serving(self, port: Literal["share", "wheelhouse"] | None = None) -> None:
+        if port in (None, "share") and self._share is not None:
+            await asyncio.to_thread(self._share.stop)
+            self._share = None
+        if port in (None, "wheelhouse") and self._wheelhouse is not None:
+            await asyncio.to_thread(self._wheelhouse.stop)
+            self._wheelhouse = None
 
     def _connect_share(self, path: Path) -> socket.socket:
         assert self.proc is not None

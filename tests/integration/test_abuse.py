@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -92,3 +93,33 @@ async def test_the_worker_s_processes_share_caps_on_memory_and_processes(vm: San
                         " int(open(root + 'memory.max').read()) < os.sysconf('SC_PHYS_PAGES')"
                         " * os.sysconf('SC_PAGE_SIZE'))")
     assert out.stdout == "0::/worker\n1024 True\n"
+
+
+async def test_comm_messages_a_running_cell_does_not_read_leave_the_agent_answering(
+        vm: SandboxVM) -> None:
+    # The agent wrote requests into the worker's pipe itself, and a big one blocked it there
+    # until the cell ended: no pong, no interrupt, no end of the worker.
+    channel = vm.channel
+    assert channel is not None
+    events = vm.execute("import time\nprint('started', flush=True)\ntime.sleep(120)")
+    assert isinstance(await anext(events), p.OutputChunk)
+
+    def comm(size_mb: int) -> "asyncio.Future[p.Event]":
+        return asyncio.ensure_future(channel.request(p.CommMsg(
+            id=channel.next_id(), comm_id="no-such-comm", data={"v": "x" * size_mb * 2**20})))
+
+    taken = [comm(4), comm(12), comm(12)]  # the pipe holds 1 MB; the agent 32 more
+    assert isinstance(await asyncio.wait_for(vm.request(p.Ping), 10), p.Pong)
+    refused = await asyncio.wait_for(comm(12), 60)
+    assert isinstance(refused, p.AgentError) and refused.error_type == "WorkerBusy", refused
+    assert "Interrupt the running cell" in refused.message
+    vm.interrupt()
+    reply = await asyncio.wait_for(_last(events), 30)
+    assert isinstance(reply, p.ExecuteReply) and reply.ename == "KeyboardInterrupt", reply
+    answers = await asyncio.wait_for(asyncio.gather(*taken), 60)
+    assert [type(answer) for answer in answers] == [p.Ack] * 3, answers
+    assert (await run(vm, "print('next')")).stdout == "next\n"
+
+
+async def _last(events: AsyncIterator[p.Event]) -> p.Event:
+    return [event async for event in events][-1]

@@ -15,6 +15,7 @@ from sandbox_kernel import protocol as p
 from sandbox_kernel.errors import SandboxError
 from sandbox_kernel.image import initramfs
 from sandbox_kernel.vm import VMConfig, start_vm
+from tests.integration.vmtools import run
 from tests.leftovers import qemu_processes, run_dirs
 
 # CI runs a few; SANDBOX_KERNEL_CYCLES=100 for the long run.
@@ -124,5 +125,21 @@ async def test_requests_queued_behind_a_dying_cell_each_get_an_answer() -> None:
         assert all(answer.error_type == "WorkerDied" for answer in answers)  # type: ignore[union-attr]
         reply = [event async for event in events][-1]
         assert isinstance(reply, p.ExecuteReply) and reply.ename == "WorkerDied"
+    finally:
+        await vm.stop()
+
+
+async def test_a_worker_started_after_a_crash_imports_nothing_beside_the_next_cell() -> None:
+    # The preload is for the worker that replaces a restored snapshot's: one started after a
+    # crash imported numpy and matplotlib in the background, slowing the next cells.
+    vm = await start_vm(VMConfig(snapshots=True, fresh_python=False))
+    try:
+        assert vm.started_from == "snapshot"
+        crashed = await run(vm, "import os\nos._exit(3)")
+        assert crashed.complete.ename == "WorkerDied", crashed.complete
+        out = await run(vm, "import sys, threading, time\ntime.sleep(1)\n"
+                            "print(sorted(t.name for t in threading.enumerate()),"
+                            " 'matplotlib.pyplot' in sys.modules)")
+        assert "preload" not in out.stdout and out.stdout.endswith(" False\n"), out.stdout
     finally:
         await vm.stop()

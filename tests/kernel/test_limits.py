@@ -2,6 +2,8 @@
 memory and processes, the tmpfs sizes."""
 
 import os
+import queue
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,43 @@ def test_output_past_the_cap_is_cut_with_a_message_naming_the_setting(kernel: Ke
     assert 2**20 // 2 <= shown <= 2**20
     [notice] = _notices(msgs)
     assert "c.SandboxKernel.max_output_mb = 1" in notice
+
+
+def _iopub_under(kc: Any, msg_id: str, seconds: float) -> list[dict[str, Any]]:
+    """What IOPub carries under request ``msg_id`` for ``seconds``."""
+    msgs, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=0.2)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") == msg_id:
+            msgs.append(msg)
+    return msgs
+
+
+def test_a_thread_printing_after_its_cell_ended_is_held_to_the_cell_s_cap(
+        kernel: Kernel) -> None:
+    kc = kernel[1]
+    reply, msgs = run(kc, "import sys, threading\nstop = threading.Event()\n"
+                          "threading.Thread(target=lambda: [sys.stdout.write('x' * 65536) for _"
+                          " in iter(stop.is_set, True)], daemon=True).start()")
+    assert reply["content"]["status"] == "ok", reply["content"]
+    msgs += _iopub_under(kc, reply["parent_header"]["msg_id"], 5.0)  # it goes on meanwhile
+    shown = sum(len(m["content"]["text"]) for m in msgs if m["msg_type"] == "stream"
+                and not m["content"]["text"].startswith("sandbox: "))
+    assert shown <= 2**20
+    [notice] = _notices(msgs)  # when the cap is passed: during the cell, or after it
+    assert "c.SandboxKernel.max_output_mb = 1" in notice
+    # The kernel still runs cells, and interrupts them, while the thread prints.
+    msg_id = kc.execute("import time\ntime.sleep(60)")
+    time.sleep(2)
+    kc.session.send(kc.control_channel.socket, kc.session.msg("interrupt_request", {}))
+    interrupted = time.monotonic()
+    reply = kc.get_shell_msg(timeout=20)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["ename"] == "KeyboardInterrupt", reply["content"]
+    assert time.monotonic() - interrupted < 6  # the interrupt, not the cell's time limit
+    run(kc, "stop.set()")
+    reply, msgs = run(kc, "print('next')")
+    assert stdout_of(msgs) == "next\n"

@@ -112,6 +112,7 @@ class FakeVM:
         self._channel = channel
         self.stopped = False
         self.share_failure = ""
+        self.wheelhouse_failure = ""
         self.on_share_notice: Callable[[str], None] = lambda text: None
 
     @property

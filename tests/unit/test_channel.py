@@ -188,3 +188,18 @@ async def test_peer_must_be_the_expected_process(guest: FakeGuest) -> None:
     with pytest.raises(ProtocolError, match="not QEMU"):
         await channel.connect()
     await channel.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_what_the_guest_sends_under_no_request_is_kept_small(guest: FakeGuest) -> None:
+    # Nothing reads these in the kernel: lines of many MB, kept, would fill the host's memory.
+    channel, reply = await ping_in_flight(guest)
+    big = p.encode(p.OutputChunk(id=0, name="stdout", text="x" * 2**20))
+    for _ in range(40):
+        await guest.say(big)
+    await guest.say(p.encode(p.AgentError(id=0, error_type="E", message="small")))
+    await guest.say(p.encode(p.Pong(id=1, agent_version="ok")))
+    assert isinstance(await reply, p.Pong)
+    kept = [channel.unsolicited.get_nowait() for _ in range(channel.unsolicited.qsize())]
+    assert kept == [p.AgentError(id=0, error_type="E", message="small")]
+    await channel.close()

@@ -1,6 +1,7 @@
 """The kernel's guest side without ipykernel: the bridge on a real channel to a scripted guest,
 publishing into a list."""
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -179,3 +180,46 @@ async def test_no_limit_by_default(wired: tuple[ScriptedGuest, DualPortChannel])
     published = Published()
     assert (await _run(Bridge(channel, published, _never_asked)))["status"] == "ok"
     assert _notices(published) == []
+
+
+async def test_what_a_cell_s_threads_print_after_it_ended_counts_against_its_cap(
+        wired: tuple[ScriptedGuest, DualPortChannel]) -> None:
+    # A thread the cell started printing for ever: past the cap, nothing more goes out
+    # under the cell, and the user is told once; the next cell has a cap of its own.
+    guest, channel = wired
+    chunk = "x" * 300_000
+    guest.on("execute", answer(out(chunk), done(1)))
+    guest.on("is_complete", answer(lambda r: p.IsCompleteReply(id=r.id, status="complete")))
+    published = Published()
+    bridge = Bridge(channel, published, _never_asked, limits=CellLimits(max_output_bytes=2**20))
+    await _run(bridge)
+    cell = guest.last("execute").id
+    stream = {"name": "stdout", "text": chunk}
+    await asyncio.to_thread(  # from a thread: the loop must read meanwhile
+        guest.say, *[p.OutputChunk(id=cell, name="stdout", text=chunk) for _ in range(5)],
+        *[p.Published(id=cell, msg_type="stream", content=stream) for _ in range(5)])
+    await bridge.is_complete("x")  # answered after them: they have all been handled
+    shown = sum(len(c["text"]) for kind, c, *_ in published if kind == "stream"
+                and not c["text"].startswith("sandbox: "))
+    assert shown <= 2**20
+    [notice] = _notices(published)
+    assert "c.SandboxKernel.max_output_mb = 1" in notice and "after it ended" in notice
+    assert all(parent == PARENT for *_, parent, _, _ in published)
+    published.clear()
+    assert (await _run(bridge))["status"] == "ok"
+    assert [c["text"] for kind, c, *_ in published if kind == "stream"] == [chunk]
+
+
+async def test_a_comm_handler_s_output_is_held_to_the_cap(
+        wired: tuple[ScriptedGuest, DualPortChannel]) -> None:
+    guest, channel = wired
+    chunk = "x" * 600_000
+    guest.on("comm_msg", answer(out(chunk), out(chunk), out(chunk), lambda r: p.Ack(id=r.id)))
+    published = Published()
+    bridge = Bridge(channel, published, _never_asked, limits=CellLimits(max_output_bytes=2**20))
+    msg = {"header": {"msg_id": "comm-1", "msg_type": "comm_msg"},
+           "content": {"comm_id": "w", "data": {}}}
+    await bridge.comm_from_frontend(msg)
+    shown = [c["text"] for kind, c, *_ in published if kind == "stream"]
+    assert shown[0] == chunk and len(shown) == 2
+    assert "c.SandboxKernel.max_output_mb = 1" in shown[1]

@@ -28,7 +28,7 @@ class FakeGuest:
                                                          {"name": "_i3", "value": "'x'"},
                                                          {"name": "In", "value": "[]"}]}
 
-    async def debug_start(self) -> tuple[int, str, list[str]]:
+    async def debug_start(self, answer_s: float) -> tuple[int, str, list[str]]:
         return 5678, PREFIX, ["/opt/sandbox/**"]
 
     def dap_send(self, message: dict[str, Any]) -> None:

@@ -103,3 +103,19 @@ def test_the_first_cell_says_why_a_wheelhouse_is_not_shared(
     assert "sandbox: no wheelhouse: " in _stderr(first)
     assert "absent is not shared with the VM: it is not a folder" in _stderr(first)
     assert "c.SandboxKernel.wheelhouse" in _stderr(first)
+
+
+def test_the_first_cell_says_why_a_wheelhouse_the_vm_could_not_mount_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wheels").mkdir()
+    guest = ScriptedGuest()
+    guest.on("execute", answer(done(1)))
+    starter = FakeStarter(guest)
+    with started(starter, wheelhouse=str(tmp_path / "wheels")) as (_, client):
+        deadline = time.monotonic() + 5
+        while not starter.vms and time.monotonic() < deadline:
+            time.sleep(0.01)
+        starter.vms[0].wheelhouse_failure = "it could not be mounted (EIO)"
+        _, first = run(client, "1")
+    assert "sandbox: no wheelhouse: it could not be mounted (EIO)" in _stderr(first)
