@@ -327,7 +327,8 @@ class Bridge:
             raise SandboxError(f"invalid {model.__name__} request: {exc}") from None
 
     async def _ask(self, expected: type[E], model: type[p.Message], *,
-                   answer_s: float = INTROSPECTION_S, **fields: Any) -> E:
+                   answer_s: float | None = None, **fields: Any) -> E:
+        answer_s = INTROSPECTION_S if answer_s is None else answer_s
         channel = self._live_channel()
         try:
             reply = await asyncio.wait_for(channel.request(self._build(model, channel, **fields)),
