@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
-from sandbox_kernel.cell_hash import SEED, cell_hash
+from sandbox_kernel.cell_hash import CELL_FOLDER, SEED, cell_hash
 from sandbox_kernel.errors import SandboxError
 from sandbox_kernel.kernel import dap
 
@@ -69,7 +69,9 @@ class Debugger:
         self._guest: DebugGuest | None = None
         self.started = False
         self._port = 0
-        self._tmp_prefix = ""
+        # What the guest says once started; before, the folder it compiles cells in, which
+        # JupyterLab's first debugInfo (before initialize) must already give.
+        self._tmp_prefix = CELL_FOLDER + "/"
         self._skip_paths: list[str] = []
         self._seq = itertools.count(1)
         self._pending: dict[int, tuple[int, asyncio.Future[JSONDict]]] = {}

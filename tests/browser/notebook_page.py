@@ -94,6 +94,21 @@ class NotebookPage:
         self.wait("the last cell to hold the code", lambda _: self.last_editor().text == code)
         return editor
 
+    def type_block(self, code: str) -> WebElement:
+        """Types ``code`` into the last cell with its own indentation: after each Enter,
+        Shift+Home selects what the editor indented, and the line's text replaces it."""
+        editor = self.last_editor()
+        editor.click()
+        for number, line in enumerate(code.splitlines()):
+            if number:
+                editor.send_keys(Keys.ENTER, Keys.SHIFT, Keys.HOME, Keys.SHIFT)
+            if line:
+                editor.send_keys(line)
+            elif number:
+                editor.send_keys(Keys.DELETE)  # nothing to type: drop the indentation
+        self.wait("the last cell to hold the code", lambda _: self.last_editor().text == code)
+        return editor
+
     def run_cell(self, code: str) -> WebElement:
         """Types and runs a cell (Shift+Enter, which adds the next cell); returns the cell,
         which may still be running."""

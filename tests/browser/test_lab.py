@@ -1,6 +1,7 @@
 """The sandbox kernel in a real JupyterLab, as a user drives it: a headless chromium opens a
 notebook on "Python 3 (sandbox VM)" from Lab's launcher, then types and runs cells, moves a
-slider, answers input(), completes with Tab, interrupts and restarts from the toolbar.
+slider, answers input(), completes with Tab, interrupts and restarts from the toolbar, and
+stops at a breakpoint in JupyterLab's debugger.
 The tests run in order on one notebook (later ones use what earlier ones left); each keeps
 a screenshot (see tests/README.md for where)."""
 
@@ -135,3 +136,71 @@ def test_the_saved_notebook_names_the_sandbox_kernel(page: NotebookPage, lab: La
     page.wait("the notebook saved with its outputs",
               lambda _: saved.exists() and "hello from the VM, 42" in saved.read_text())
     assert json.loads(saved.read_text())["metadata"]["kernelspec"]["name"] == KERNEL_NAME
+
+
+# The debugger: JupyterLab's own panel on debugpy in the VM. Its first start there (the import,
+# the adapter) takes seconds under TCG, more on a loaded machine.
+DEBUGGER_TIMEOUT = 120
+DEBUGGER_SWITCH = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-DebuggerBugButton"
+DEBUGGED_CELL = "def f(a, b):\n    c = a + b\n    return c\n\nf(2, 3)"
+
+
+def test_the_debugger_stops_at_a_breakpoint_and_continues(page: NotebookPage) -> None:
+    page.wait_kernel_idle(FIRST_CELL_TIMEOUT)
+    # Lab enables the switch once kernel_info says the kernel supports the debugger.
+    page.one("the toolbar's debugger switch enabled",
+             f'{DEBUGGER_SWITCH}:not([aria-disabled="true"]):not([disabled])').click()
+    page.one("the debugger switch on", f'{DEBUGGER_SWITCH}[aria-pressed="true"]',
+             DEBUGGER_TIMEOUT)
+    page.one("the debugger sidebar", ".jp-DebuggerSidebar", DEBUGGER_TIMEOUT)
+    editor = page.type_block(DEBUGGED_CELL)
+    cell = page.cells()[-1]
+    gutter = page.wait("the breakpoint gutter beside line 2", lambda d: d.execute_script(
+        _GUTTER_OF_LINE, cell, 2), DEBUGGER_TIMEOUT)
+    ActionChains(page.driver).move_to_element(gutter).click().perform()
+    # The dot in the cell (drawn only when the cell's path, from Lab's first debugInfo, is
+    # the one the kernel gave the breakpoint) and the line in the Breakpoints panel.
+    page.one("the breakpoint's dot beside line 2", ".cm-breakpoint-icon", within=gutter)
+    assert page.one("the breakpoint in the Breakpoints panel",
+                    ".jp-DebuggerBreakpoints .jp-DebuggerBreakpoint-line").text == "2"
+    editor.send_keys(Keys.SHIFT, Keys.ENTER)
+    frame = page.one("the stopped frame in the Callstack panel",
+                     ".jp-DebuggerCallstackFrame-name", DEBUGGER_TIMEOUT)
+    assert frame.text == "f"
+    line = page.one("the stopped line highlighted in the cell",
+                    ".cm-line.jp-DebuggerEditor-highlight", within=cell)
+    assert line.text.strip() == "c = a + b"
+    variables = page.wait("a = 2 in the Variables panel", lambda d: (
+        found := d.execute_script(_VARIABLES)) and ["a", "2"] in found and found)
+    assert ["b", "3"] in variables
+    page.screenshot("debugger-stopped", cell)
+    # The sidebar draws the Callstack panel's toolbar in its title, outside the panel.
+    page.one("the Callstack's Continue button",
+             '[aria-label="Callstack panel toolbar"] [data-command="debugger:continue"]').click()
+    page.wait_done(cell)
+    assert page.output_text(cell, RESULT) == "5"
+    page.wait("the Callstack panel emptied",
+              lambda _: not page.find(".jp-DebuggerCallstackFrame"))
+    page.screenshot("debugger-continued", cell)
+    page.one("the debugger switch", DEBUGGER_SWITCH).click()
+    page.one("the debugger switch off", f'{DEBUGGER_SWITCH}[aria-pressed="false"]')
+
+
+# The breakpoint gutter's element level with the cell's line (1-based), once it is drawn.
+_GUTTER_OF_LINE = """
+const [cell, number] = arguments;
+const line = cell.querySelectorAll('.cm-line')[number - 1];
+if (!line) return null;
+const top = line.getBoundingClientRect().top;
+for (const e of cell.querySelectorAll('.cm-gutter.cm-breakpoint-gutter > .cm-gutterElement')) {
+  const box = e.getBoundingClientRect();
+  if (box.height > 0 && Math.abs(box.top - top) < 2) return e;
+}
+return null;
+"""
+# The Variables panel's names and values, as it shows them (a tree or a grid).
+_VARIABLES = """
+return [...document.querySelectorAll('.jp-DebuggerVariables-body .jp-DebuggerVariables-name')]
+  .map(e => [e.textContent.replace(/:$/, '').trim(),
+             (e.parentElement.querySelector('.jp-DebuggerVariables-detail') || {}).textContent]);
+"""
