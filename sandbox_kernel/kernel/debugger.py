@@ -27,6 +27,7 @@ JSONDict = dict[str, Any]
 ANSWER_S = 30.0  # for debugpy in the VM under TCG; a stuck guest gets a failure after it
 START_S = 180.0  # debugpy's first import and its adapter's start, after any running cell
 _KEPT_CELLS = 512
+_KEPT_CELL_BYTES = 64 * 2**20
 # Threads of the guest's worker that are not the user's, as ipykernel hides its own.
 _OWN_THREADS = frozenset({"output-flusher", "preload", "IPythonHistorySavingThread"})
 # What the variable explorer leaves out of the namespace, as ipykernel does.
@@ -164,7 +165,8 @@ class Debugger:
         path = f"{self._tmp_prefix}{cell_hash(code)}.py"
         self._cells[path] = code
         self._cells.move_to_end(path)
-        while len(self._cells) > _KEPT_CELLS:
+        while len(self._cells) > _KEPT_CELLS or (
+                len(self._cells) > 1 and sum(map(len, self._cells.values())) > _KEPT_CELL_BYTES):
             self._cells.popitem(last=False)
         return dap.success(request, {"sourcePath": path})
 
@@ -322,9 +324,10 @@ class Debugger:
             case "initialized":
                 if self._initialized is not None and not self._initialized.done():
                     self._initialized.set_result(event["seq"])
-            case "stopped" if body.get("allThreadsStopped"):
+            case "stopped" if body.get("allThreadsStopped") and not self._tasks:
                 # Which threads stopped is the threads request's to say; the frontend reads
-                # them from debugInfo.
+                # them from debugInfo. One such request at a time: a guest that sends stopped
+                # events in bulk does not get the host to ask in bulk.
                 self._own(self._all_stopped(event))
                 return
             case "stopped":

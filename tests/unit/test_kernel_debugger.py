@@ -221,3 +221,17 @@ async def test_a_vm_that_cannot_start_the_debugger_fails_initialize() -> None:
 
     reply = await _debugger([], FakeGuest()).handle(no_vm, request("initialize"))
     assert reply["success"] is False and "not running" in reply["message"]
+
+
+async def test_stopped_events_in_bulk_ask_the_guest_for_its_threads_once_at_a_time() -> None:
+    guest, published = FakeGuest(), []
+    debugger = _debugger(published, guest)
+    await _started(debugger, guest)
+    guest.respond = False
+    for seq in range(500):
+        debugger.from_guest({"type": "event", "seq": seq, "event": "stopped",
+                             "body": {"reason": "breakpoint", "threadId": 1,
+                                      "allThreadsStopped": True}})
+    await asyncio.sleep(0)
+    assert [m["command"] for m in guest.sent].count("threads") == 1
+    debugger.close()
