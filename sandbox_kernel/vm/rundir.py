@@ -72,9 +72,15 @@ def sweep_stale_run_dirs(min_age_s: float = 600.0) -> None:
 
 
 def _runs_in(pid: int, folder: Path) -> bool:
-    """Whether ``pid`` is a live QEMU of ``folder``: a zombie that nobody reaped yet (its
-    kernel was killed) has no command line, and a reused pid names another."""
+    """Whether ``pid`` is a live QEMU of ``folder``: not a zombie that nobody reaped (its
+    kernel was killed), nor a reused pid that names another command. A command line that
+    reads empty is a process in the middle of an exec (setpriv becoming QEMU, as another
+    kernel starts its VM): alive."""
     try:
-        return str(folder).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
         return False
+    if state == "Z":
+        return False
+    return not cmdline or str(folder).encode() in cmdline

@@ -14,10 +14,14 @@ from sandbox_kernel.vm.rundir import RunDir, sweep_stale_run_dirs
 
 def test_stale_run_dirs_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOX_KERNEL_RUN_DIR", str(tmp_path))
-    names = ("dead", "alive", "zombie", "reused", "old", "new")
-    dead, alive, zombie, reused, old, fresh = (tmp_path / f"sandbox-vm-{n}" for n in names)
-    for folder in (dead, alive, zombie, reused, old, fresh):
+    names = ("dead", "alive", "zombie", "reused", "old", "new", "execing")
+    dead, alive, zombie, reused, old, fresh, execing = (
+        tmp_path / f"sandbox-vm-{n}" for n in names)
+    for folder in (dead, alive, zombie, reused, old, fresh, execing):
         folder.mkdir()
+    # A live process whose command line reads empty, as QEMU's does while setpriv execs it
+    # (another kernel starting its VM at the same time): a kernel thread stands in.
+    (execing / "qemu.pid").write_text(str(_empty_command_line()))
     (dead / "qemu.pid").write_text("999999999")
     # A process whose command line names its folder, as QEMU's does.
     running = subprocess.Popen(["sh", "-c", "sleep 30", str(alive)])
@@ -35,7 +39,19 @@ def test_stale_run_dirs_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         running.kill()
         running.wait()
         ended.wait()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sandbox-vm-alive", "sandbox-vm-new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "sandbox-vm-alive", "sandbox-vm-execing", "sandbox-vm-new"]
+
+
+def _empty_command_line() -> int:
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and not (entry / "cmdline").read_bytes() and (
+                    entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                return int(entry.name)
+        except OSError:
+            continue
+    pytest.skip("no kernel thread to stand in for a process in exec")
 
 
 def test_command_line_keeps_the_guest_isolated_and_tcg_safe(tmp_path: Path) -> None:
