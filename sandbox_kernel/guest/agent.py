@@ -26,7 +26,7 @@ from sandbox_kernel.guest import shared_folder
 from sandbox_kernel.guest.fd_output import StreamChunker, output_line
 from sandbox_kernel.guest.feeder import RequestFeeder
 from sandbox_kernel.guest.loopback import loopback_up
-from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port
+from sandbox_kernel.guest.ports import CommandPort, EventPort, find_port, port_if_any
 from sandbox_kernel.guest.share_mount import Relay
 from sandbox_kernel.guest.spawn import PATH, USER_HOME, WorkerProcess, spawn_worker
 from sandbox_kernel.lines import LineSplitter
@@ -321,6 +321,13 @@ class Agent:
         self.worker = WorkerSupervisor(self, first)
         self.share: Relay | None = None
         self.wheelhouse: Relay | None = None
+        # Found, and the mount's folders made, now: a snapshot holds them, and a restored
+        # VM's mount, on the kernel's start path, spares the search (tens of ms under TCG).
+        self.ports = {name: port_if_any(name) for name in (p.SHARE_PORT, p.WHEELHOUSE_PORT)}
+        shared_folder.prepare()
+
+    def port(self, name: str) -> str:
+        return self.ports.get(name) or find_port(name)
 
     def send(self, event: p.Message) -> None:
         self.evt.send_json(p.to_json(event))
@@ -372,12 +379,14 @@ class Agent:
                 if self.worker.in_snapshot and fresh_python:
                     # After the kernel's reseed, which the new process's seeds come from.
                     self.worker.restart()
-                if self.worker.restarted:
-                    # A fresh process needs no reseed of its own (nor does a host's retry
-                    # wait for it to start): the first cell waits for it instead.
-                    self.send(p.Ack(id=rid))
-                else:
-                    self.worker.submit(rid, line, "reseed")
+                # The host's start waits for this answer, not for the worker's part: the
+                # worker reseeds its own generators before it reads the next request (its
+                # pipe is ordered), so no cell runs before. Its own answer comes late, to a
+                # request no longer in flight, and the host drops it. A fresh process needs no
+                # reseed of its own.
+                self.send(p.Ack(id=rid))
+                if not self.worker.restarted:
+                    self.worker.submit(None, line)
                 _warm_cell_path()
             case p.PrepareSnapshot(id=rid):
                 p.build_all()
@@ -390,7 +399,7 @@ class Agent:
                 # Each once per VM, and each failure its own: the host asks again without it.
                 if name is not None and self.share is None:
                     try:
-                        self.share = shared_folder.mount(find_port(p.SHARE_PORT), name,
+                        self.share = shared_folder.mount(self.port(p.SHARE_PORT), name,
                                                          writable)
                     except Exception as exc:
                         self.send(p.AgentError(id=rid, error_type=p.FOLDER_UNAVAILABLE,
@@ -400,13 +409,15 @@ class Agent:
                 if wheelhouse and self.wheelhouse is None:
                     try:
                         self.wheelhouse = shared_folder.mount_wheelhouse(
-                            find_port(p.WHEELHOUSE_PORT))
+                            self.port(p.WHEELHOUSE_PORT))
                     except Exception as exc:
                         self.send(p.AgentError(id=rid, error_type=p.WHEELHOUSE_UNAVAILABLE,
                                                message=str(exc)[:2000]))
                         return
-                # The worker moves there, and answers.
-                self.worker.submit(request.id, line, request.type)
+                # The worker moves there before it reads the next request: as for the reseed,
+                # the host need not wait for it.
+                self.send(p.Ack(id=rid))
+                self.worker.submit(None, line)
             case p.Warm(modules=modules):
                 self.worker.preload = tuple(modules)  # for a fresh worker after a restore
                 self.worker.submit(request.id, line, request.type)

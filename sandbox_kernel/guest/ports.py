@@ -29,6 +29,14 @@ def find_port(name: str, timeout: float = 10.0) -> str:
         time.sleep(0.01)
 
 
+def port_if_any(name: str) -> str | None:
+    """The port's device if the VM has it now; no wait."""
+    try:
+        return find_port(name, timeout=0.0)
+    except RuntimeError:
+        return None
+
+
 def _notify_on_change(fd: int) -> None:
     # virtio_console raises SIGIO when the host side connects or disconnects.
     fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())

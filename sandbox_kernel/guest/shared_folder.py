@@ -35,11 +35,16 @@ def _fuse(port: str, target: str, read_only: bool = False) -> share_mount.Relay:
     return relay
 
 
+def prepare() -> None:
+    """The mount's private folders, made ahead of it."""
+    for folder in (_PRIVATE, _FUSE, _SCRATCH):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+
+
 def mount(port: str, name: str, writable: list[str]) -> share_mount.Relay:
     """Mounts the folder at ``guest_path(name)``; the relay carries its traffic from now on."""
     target = guest_path(name)
-    for folder in (_PRIVATE, _FUSE, _SCRATCH):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+    prepare()
     os.makedirs(target, exist_ok=True)
     os.chown(target, USER_UID, USER_UID)
     relay = _fuse(port, _FUSE)
