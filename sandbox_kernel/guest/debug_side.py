@@ -49,8 +49,8 @@ class DebugSide:
         os.makedirs(cell_folder(), mode=0o700, exist_ok=True)
         self._connect()
         if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, daemon=True,
-                                            name="sandbox-debug")
+            self._thread = _untraced(threading.Thread(target=self._serve, daemon=True,
+                                                      name="sandbox-debug"))
             self._thread.start()
         return {"port": self._port, "tmp_prefix": cell_folder() + "/",
                 "skip_paths": list(GUEST_CODE)}
@@ -70,8 +70,8 @@ class DebugSide:
                 return
             self._adapter = socket.create_connection(("127.0.0.1", self._port), timeout=30)
             self._adapter.settimeout(None)
-            threading.Thread(target=self._relay_from_adapter, args=(self._adapter,),
-                             daemon=True, name="sandbox-debug-adapter").start()
+            _untraced(threading.Thread(target=self._relay_from_adapter, args=(self._adapter,),
+                                       daemon=True, name="sandbox-debug-adapter")).start()
 
     # --- the side thread -----------------------------------------------------------------------
     def _serve(self) -> None:
@@ -79,10 +79,13 @@ class DebugSide:
             for line in requests:
                 try:
                     request = wire.parse_request(line)
+                except ValueError:
+                    continue  # the agent validated it already
+                try:
                     self._handle(request)
                 except Exception as exc:  # one bad request must not end the debugger
-                    self._send("agent_error", getattr(locals().get("request"), "id", 0),
-                               error_type=type(exc).__name__, message=str(exc)[:2000])
+                    self._send("agent_error", request.id, error_type=type(exc).__name__,
+                               message=str(exc)[:2000])
 
     def _handle(self, request: Any) -> None:
         match request.type:
@@ -170,6 +173,14 @@ class DebugSide:
             line = wire.encode("agent_error", request_id, error_type="TooLarge",
                                message=f"a {kind} of {len(line)} bytes")
         self._write_line(line)
+
+
+def _untraced(thread: threading.Thread) -> threading.Thread:
+    """Neither traced nor listed by debugpy, as its own threads: this is not the user's code,
+    and tracing it would slow every DAP message."""
+    thread.is_pydev_daemon_thread = True  # type: ignore[attr-defined]
+    thread.pydev_do_not_trace = True  # type: ignore[attr-defined]
+    return thread
 
 
 def _source(path: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ lines and the host's models agree."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -57,6 +58,18 @@ async def test_every_event_type_arrives_valid(fresh_vm: SandboxVM) -> None:
                     p.History(id=0, hist_access_type="tail", n=3), p.CommInfo(id=0),
                     p.Interrupt(id=0)):
         seen |= await _kinds(vm, request.model_copy(update={"id": channel.next_id()}))
+    # The debugger's: debugpy started, the variable explorer, and its adapter's answer.
+    from_debugpy: list[Any] = []
+    channel.on_dap = from_debugpy.append
+    seen |= await _kinds(vm, p.DebugStart(id=channel.next_id()))
+    seen |= await _kinds(vm, p.DebugInspect(id=channel.next_id(), what="variables"))
+    channel.send(p.DapSend(id=channel.next_id(), message={
+        "type": "request", "seq": 1, "command": "initialize", "arguments": {"adapterID": "x"}}))
+    for _ in range(600):
+        if from_debugpy:
+            seen.add("dap_message")
+            break
+        await asyncio.sleep(0.1)
     channel._outbox.put_nowait(b"not a request\n")  # the agent answers with an agent_error
     await asyncio.sleep(0.5)
     while not channel.unsolicited.empty():
