@@ -107,7 +107,8 @@ def _sequence(kc: BlockingKernelClient) -> dict[str, Any]:
     variables = dap("variables", {"variablesReference": scopes[0]["variablesReference"]})
     seen["variables"] = [(v["name"], v["value"], v["type"])
                          for v in variables["body"]["variables"]]
-    seen["stopped debugInfo"] = dap("debugInfo")["body"]["stoppedThreads"] == [thread]
+    # The stopped thread is listed (ipykernel lists some threads of its own beside it).
+    seen["stopped debugInfo"] = thread in dap("debugInfo")["body"]["stoppedThreads"]
     rich = dap("richInspectVariables", {"variableName": "a", "frameId": frames[0]["id"]})
     seen["richInspectVariables stopped"] = rich["success"], rich["body"]["data"]
     seen["next"] = dap("next", {"threadId": thread})["success"]
