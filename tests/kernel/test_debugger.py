@@ -311,3 +311,20 @@ def _drain(kc: BlockingKernelClient) -> list[dict[str, Any]]:
             msgs.append(kc.get_iopub_msg(timeout=2))
         except Exception:  # queue.Empty: nothing more for 2 s
             return msgs
+
+
+def test_step_in_enters_the_called_function_and_step_out_leaves_it(sandbox: Any) -> None:
+    _, kc, _ = sandbox
+    dap = Dap(kc)
+    dap.start()
+    msg_id, thread = dap.stop_at("def g(x):\n    y = x + 1\n    return y\n\nz = g(1)\nw = z", 5)
+    assert dap("stepIn", {"threadId": thread})["success"]
+    assert dap.wait_for("stopped")["body"]["reason"] == "step"
+    frames = dap("stackTrace", {"threadId": thread})["body"]["stackFrames"]
+    assert (frames[0]["name"], frames[0]["line"]) == ("g", 2)
+    assert dap("stepOut", {"threadId": thread})["success"]
+    dap.wait_for("stopped")
+    frames = dap("stackTrace", {"threadId": thread})["body"]["stackFrames"]
+    assert frames[0]["name"] == "<module>" and frames[0]["line"] in (5, 6)
+    dap("continue", {"threadId": thread})
+    assert _execute_reply(kc, msg_id)["status"] == "ok"
