@@ -328,3 +328,18 @@ def test_step_in_enters_the_called_function_and_step_out_leaves_it(sandbox: Any)
     assert frames[0]["name"] == "<module>" and frames[0]["line"] in (5, 6)
     dap("continue", {"threadId": thread})
     assert _execute_reply(kc, msg_id)["status"] == "ok"
+
+
+def test_a_second_session_after_a_disconnect_stops_at_breakpoints_too(sandbox: Any) -> None:
+    # JupyterLab's bug switch turned off, then on again: Lab's disconnect keeps the debuggee
+    # (with terminateDebuggee, debugpy ends its session for good, in ipykernel too).
+    _, kc, _ = sandbox
+    dap = Dap(kc)
+    dap.start()
+    assert dap("disconnect", {"restart": False, "terminateDebuggee": False})["success"]
+    assert run(kc, "print('between')")[0]["content"]["status"] == "ok"
+    dap.start()
+    msg_id, thread = dap.stop_at("u = 1\nv = u + 1", 2)
+    dap("continue", {"threadId": thread})
+    assert _execute_reply(kc, msg_id)["status"] == "ok"
+    assert dap("disconnect", {"restart": False, "terminateDebuggee": False})["success"]
