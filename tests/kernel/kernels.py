@@ -14,12 +14,23 @@ BOOT_TIMEOUT = 150
 Kernel = tuple[KernelManager, BlockingKernelClient]
 
 
-def start_kernel(**kwargs: Any) -> Kernel:
+def start_kernel(first_cell_timeout: float = BOOT_TIMEOUT, **kwargs: Any) -> Kernel:
     km, kc = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=BOOT_TIMEOUT, **kwargs)
     # The first cell waits for the VM; take that wait here, not in a test's budget.
-    reply = kc.execute_interactive("pass", timeout=BOOT_TIMEOUT)
+    reply = kc.execute_interactive("pass", timeout=first_cell_timeout)
     assert reply["content"]["status"] == "ok", reply["content"]
     return km, kc
+
+
+@contextlib.contextmanager
+def running_kernel(**kwargs: Any) -> Iterator[Kernel]:
+    """``start_kernel``'s kernel, shut down by itself (which removes its VM's folder)."""
+    km, kc = start_kernel(**kwargs)
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
 
 
 @contextlib.contextmanager

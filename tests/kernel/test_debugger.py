@@ -12,8 +12,7 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from sandbox_kernel.cell_hash import cell_hash
-from tests.kernel.kernels import BOOT_TIMEOUT, KERNEL_NAME, beside_ipykernel, run, stdout_of
+from tests.kernel.kernels import BOOT_TIMEOUT, beside_ipykernel, run, running_kernel, stdout_of
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
 
@@ -144,32 +143,8 @@ def test_the_debug_sequence_jupyterlab_sends_gets_ipykernel_s_answers() -> None:
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[tuple[KernelManager, BlockingKernelClient, Path]]:
     """A sandbox kernel started in a folder of its own, shared with the VM."""
-    km = KernelManager(kernel_name=KERNEL_NAME)
-    km.start_kernel(cwd=str(tmp_path))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=BOOT_TIMEOUT)
-        assert kc.execute_interactive("pass", timeout=BOOT_TIMEOUT)["content"]["status"] == "ok"
+    with running_kernel(cwd=str(tmp_path)) as (km, kc):
         yield km, kc, tmp_path
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=False)
-
-
-def test_debug_info_before_the_start_gives_the_prefix_of_the_cells_paths(sandbox: Any) -> None:
-    """JupyterLab reads tmpFilePrefix from its first debugInfo, sent before initialize, and
-    names each cell's editor by it: as in ipykernel, it must be the prefix of dumpCell's
-    paths, or Lab shows neither a breakpoint's dot nor the stopped line in the cell."""
-    _, kc, _ = sandbox
-    dap = Dap(kc)
-    before = dap("debugInfo")["body"]
-    assert before["isStarted"] is False
-    dap.start()
-    path = dap("dumpCell", {"code": CELL})["body"]["sourcePath"]
-    assert path == f"{before['tmpFilePrefix']}{cell_hash(CELL)}.py"
-    assert path.startswith("/")
-    assert dap("debugInfo")["body"]["tmpFilePrefix"] == before["tmpFilePrefix"]
 
 
 def _stop_on_exception(kc: BlockingKernelClient) -> tuple[Any, ...]:

@@ -7,13 +7,11 @@ import hashlib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
 from sandbox_kernel import paths
-from tests.kernel.kernels import BOOT_TIMEOUT, KERNEL_NAME, Kernel, run, stdout_of
+from tests.kernel.kernels import Kernel, run, running_kernel, stdout_of
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(900)]
 
@@ -21,13 +19,6 @@ PIP_TIMEOUT = 180  # pip's own start-up, emulated, takes seconds
 # This module's first kernel may boot cold and take the session's snapshot: minutes on a busy
 # two-core host under TCG.
 FIRST_START_TIMEOUT = 600
-
-
-def start_kernel(**kwargs: Any) -> Kernel:
-    km, kc = start_new_kernel(kernel_name=KERNEL_NAME, startup_timeout=BOOT_TIMEOUT, **kwargs)
-    reply = kc.execute_interactive("pass", timeout=FIRST_START_TIMEOUT)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return km, kc
 
 
 def make_wheel(folder: Path, name: str, version: str, code: str,
@@ -67,10 +58,8 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def plain_kernel() -> Iterator[Kernel]:
-    km, kc = start_kernel()
-    yield km, kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=False)
+    with running_kernel(first_cell_timeout=FIRST_START_TIMEOUT) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +67,9 @@ def kernel(plain_kernel: Kernel, wheelhouse: Path) -> Iterator[Kernel]:
     # The plain kernel's start has left a memory snapshot (or restored one): this kernel
     # restores it, and gets its wheelhouse after the restore, as every kernel does.
     assert any(paths.snapshots_dir().glob("*/ram"))
-    km, kc = start_kernel(extra_arguments=[f"--SandboxKernel.wheelhouse={wheelhouse}"])
-    yield km, kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=False)
+    with running_kernel(first_cell_timeout=FIRST_START_TIMEOUT,
+                        extra_arguments=[f"--SandboxKernel.wheelhouse={wheelhouse}"]) as both:
+        yield both
 
 
 def test_without_a_wheelhouse_pip_says_what_the_image_has_and_lacks(

@@ -5,7 +5,6 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -34,16 +33,6 @@ from tests.unit.kernel_fakes import (
 
 pytestmark = pytest.mark.timeout(30)
 
-
-@pytest.fixture
-def guest() -> ScriptedGuest:
-    return ScriptedGuest()
-
-
-@pytest.fixture
-def kernel(guest: ScriptedGuest) -> Iterator[tuple[KernelUnderTest, InprocClient]]:
-    with started(FakeStarter(guest)) as both:
-        yield both
 
 
 def _content(msgs: list[Msg], msg_type: str) -> list[Msg]:

@@ -2,7 +2,6 @@
 only: the host checks it as the event of its type, and builds and signs the message itself,
 under the cell's parent. A hostile guest can send anything; what it forges is dropped."""
 
-from collections.abc import Iterator
 from typing import Any, get_args
 
 import pytest
@@ -10,7 +9,6 @@ import pytest
 from sandbox_kernel import protocol as p
 from sandbox_kernel.constants import GUEST_IOPUB_TYPES
 from tests.unit.kernel_fakes import (
-    FakeStarter,
     InprocClient,
     KernelUnderTest,
     ScriptedGuest,
@@ -18,21 +16,10 @@ from tests.unit.kernel_fakes import (
     done,
     out,
     run,
-    started,
 )
 
 pytestmark = pytest.mark.timeout(30)
 
-
-@pytest.fixture
-def guest() -> ScriptedGuest:
-    return ScriptedGuest()
-
-
-@pytest.fixture
-def kernel(guest: ScriptedGuest) -> Iterator[tuple[KernelUnderTest, InprocClient]]:
-    with started(FakeStarter(guest)) as both:
-        yield both
 
 
 def published(msg_type: str, content: Any, metadata: Any = None,

@@ -26,11 +26,6 @@ pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-def guest() -> ScriptedGuest:
-    return ScriptedGuest()
-
-
-@pytest.fixture
 def client(guest: ScriptedGuest) -> Iterator[InprocClient]:
     with started(FakeStarter(guest)) as (_, client):
         yield client
