@@ -162,8 +162,7 @@ class DebugSide:
         cleanups = self._shell.input_transformer_manager.cleanup_transforms
         for index in sorted(self._removed_cleanup):
             cleanups.insert(index, self._removed_cleanup.pop(index))
-        if self._explorer is not None:
-            self._explorer = None
+        self._explorer = None
 
     def _send(self, kind: str, request_id: int, /, **fields: Any) -> None:
         # Not the worker channel's send: that one may raise a pending KeyboardInterrupt,
