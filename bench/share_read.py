@@ -30,7 +30,8 @@ def run(folder: Path, view: Path, megabytes: int, readahead_kib: int | None) -> 
                              max_read_bytes=4 * megabytes * MIB)
     with loopback_mount(settings, str(view), print) as mount:
         if readahead_kib is not None:
-            share_mount.set_readahead(str(view), readahead_kib)
+            view.stat()  # after the INIT reply, which sets the read-ahead it agreed
+            share_mount.set_readahead(share_mount.mounted_device(str(view)), readahead_kib)
         server, relay = (mount.transport.thread,), mount.relay.threads
         before = (_cpu(server), _cpu(relay), time.perf_counter())
         with open(view / "data.bin", "rb", buffering=0) as f:

@@ -321,10 +321,11 @@ class Agent:
         self.worker = WorkerSupervisor(self, first)
         self.share: Relay | None = None
         self.wheelhouse: Relay | None = None
-        # Found, and the mount's folders made, now: a snapshot holds them, and a restored
-        # VM's mount, on the kernel's start path, spares the search (tens of ms under TCG).
+        # Found, and the FUSE mounts made, now: a snapshot holds them, and a restored VM's
+        # MountShare, on the kernel's start path, is left with the overlay to lay.
         self.ports = {name: port_if_any(name) for name in (p.SHARE_PORT, p.WHEELHOUSE_PORT)}
-        shared_folder.prepare()
+        self.share_ahead, self.wheelhouse_ahead = shared_folder.premount(
+            self.ports[p.SHARE_PORT], self.ports[p.WHEELHOUSE_PORT])
 
     def port(self, name: str) -> str:
         return self.ports.get(name) or find_port(name)
@@ -399,8 +400,9 @@ class Agent:
                 # Each once per VM, and each failure its own: the host asks again without it.
                 if name is not None and self.share is None:
                     try:
+                        ahead, self.share_ahead = self.share_ahead, None
                         self.share = shared_folder.mount(self.port(p.SHARE_PORT), name,
-                                                         writable)
+                                                         writable, ahead)
                     except Exception as exc:
                         self.send(p.AgentError(id=rid, error_type=p.FOLDER_UNAVAILABLE,
                                                message=str(exc)[:2000]))
@@ -408,8 +410,9 @@ class Agent:
                     self.worker.cwd = shared_folder.guest_path(name)
                 if wheelhouse and self.wheelhouse is None:
                     try:
+                        ahead, self.wheelhouse_ahead = self.wheelhouse_ahead, None
                         self.wheelhouse = shared_folder.mount_wheelhouse(
-                            self.port(p.WHEELHOUSE_PORT))
+                            self.port(p.WHEELHOUSE_PORT), ahead)
                     except Exception as exc:
                         self.send(p.AgentError(id=rid, error_type=p.WHEELHOUSE_UNAVAILABLE,
                                                message=str(exc)[:2000]))

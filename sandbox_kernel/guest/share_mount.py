@@ -56,10 +56,24 @@ def mount_fuse(target: str, fuse_fd: int, default_permissions: bool = True,
     _mount("sandbox-share", target, "fuse", flags, options)
 
 
-def set_readahead(target: str, kib: int = 1024) -> None:
-    """FUSE's default read-ahead is 128 KiB; larger means fewer round trips to the host."""
-    dev = os.stat(target).st_dev
-    with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb", "w") as f:
+def mounted_device(target: str) -> str:
+    """The "major:minor" of the file system mounted at ``target``, read without asking it (a
+    FUSE mount answers nothing before its server's INIT reply)."""
+    device = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == target:
+                device = fields[2]  # the last one: what the path shows now
+    if device is None:
+        raise OSError(errno.ENOENT, f"nothing is mounted on {target}")
+    return device
+
+
+def set_readahead(device: str, kib: int = 1024) -> None:
+    """FUSE's default read-ahead is 128 KiB; larger means fewer round trips to the host. Only
+    after the INIT reply, which lowers it to what the server agreed."""
+    with open(f"/sys/class/bdi/{device}/read_ahead_kb", "w") as f:
         f.write(str(kib))
 
 
@@ -92,6 +106,8 @@ class Relay:
     """Two threads: whole requests /dev/fuse -> port, whole replies port -> /dev/fuse.
 
     Start it after mount_fuse(): before the mount, /dev/fuse answers reads with EPERM.
+    A ``held`` relay starts its threads and buffers but moves nothing until release(): a
+    snapshot can hold it ready, for a host that connects to the port only after a restore.
 
     Owns fuse_fd and closes it when either direction ends, which aborts the mount's
     connection: processes then get ENOTCONN rather than hang. The port fd stays the
@@ -99,13 +115,17 @@ class Relay:
     """
 
     def __init__(self, fuse_fd: int, port_fd: int,
-                 on_end: Callable[[], None] | None = None) -> None:
+                 on_end: Callable[[], None] | None = None, held: bool = False) -> None:
         self._fuse, self._port, self._on_end = fuse_fd, port_fd, on_end
         for fd in (fuse_fd, port_fd):
             os.set_blocking(fd, False)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._lock = threading.Lock()
         self._running = 2
+        self._released = threading.Event()
+        self._stopping = False
+        if not held:
+            self._released.set()
         self._threads = [threading.Thread(target=self._guard, args=(run,), daemon=True,
                                           name=f"share-{run.__name__}")
                          for run in (self._to_host, self._to_fuse)]
@@ -118,7 +138,16 @@ class Relay:
         for thread in self._threads:
             thread.start()
 
+    def release(self) -> None:
+        self._released.set()
+
+    def _until_released(self) -> bool:
+        self._released.wait()
+        return not self._stopping
+
     def stop(self, timeout: float = 5.0) -> None:
+        self._stopping = True
+        self._released.set()
         self._wake()
         for thread in self._threads:
             if thread.is_alive() and thread is not threading.current_thread():
@@ -174,6 +203,8 @@ class Relay:
     def _to_host(self) -> None:
         buf = bytearray(_REQUEST_BUF)
         view = memoryview(buf)
+        if not self._until_released():
+            return
         while self._wait(self._fuse, select.POLLIN):
             try:
                 size = os.readv(self._fuse, [buf])  # one whole request
@@ -197,6 +228,8 @@ class Relay:
         scratch = bytearray(_PORT_READ)
         pages = [memoryview(scratch)[at:at + _PAGE] for at in range(0, _PORT_READ, _PAGE)]
         end = 0
+        if not self._until_released():
+            return
         while self._wait(self._port, select.POLLIN):
             try:
                 received = os.readv(self._port, pages)

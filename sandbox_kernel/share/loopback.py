@@ -31,7 +31,8 @@ class Loopback:
 
 @contextmanager
 def loopback_mount(settings: ShareSettings, mountpoint: str,
-                   notify: Callable[[str], None]) -> Iterator[Loopback]:
+                   notify: Callable[[str], None], held: bool = False) -> Iterator[Loopback]:
+    """``held``: the relay waits for the caller's release(), as the agent's made ahead do."""
     server = FuseServer(settings, notify)
     host, guest = socket.socketpair()
     transport = ShareTransport(host, server)
@@ -44,7 +45,7 @@ def loopback_mount(settings: ShareSettings, mountpoint: str,
         transport.stop()
         guest.close()
         raise
-    relay = share_mount.Relay(fuse_fd, guest.fileno())  # after the mount: see Relay
+    relay = share_mount.Relay(fuse_fd, guest.fileno(), held=held)  # after the mount: see Relay
     relay.start()
     try:
         yield Loopback(server, transport, relay)

@@ -426,7 +426,9 @@ class SandboxVM:
             fields.update(name=plan.guest_name, writable=list(plan.settings.writable))
         if self._wheelhouse is not None:
             fields.update(wheelhouse=True)
-        reply = await self.request(p.MountShare, **fields)
+        # Under the boot's deadline: a guest stuck in a mount must not hang the kernel's start.
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        reply = await self._guarded(self.request(p.MountShare, **fields), deadline)
         if isinstance(reply, p.AgentError) and reply.error_type in _UNAVAILABLE:
             await self._left_out(_UNAVAILABLE[reply.error_type],
                                  f"it could not be mounted ({reply.message})")

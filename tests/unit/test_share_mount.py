@@ -95,6 +95,21 @@ def test_a_20_mb_file_reads_back_byte_exact(base: Path) -> None:
             assert f.read(MIB + 5) == data[7 * MIB + 3:8 * MIB + 8]
 
 
+def test_a_mount_made_ahead_answers_once_its_relay_is_released(base: Path) -> None:
+    view = base / "m" / "view"
+    told: list[str] = []
+    with loopback_mount(ShareSettings(base / "share"), str(view), told.append,
+                        held=True) as mount:
+        device = share_mount.mounted_device(str(view))  # asks the held mount nothing
+        assert not mount.server.initialized
+        mount.relay.release()
+        assert (view / "data.txt").read_text() == "hello"
+        share_mount.set_readahead(device)
+        dev = view.stat().st_dev
+        assert device == f"{os.major(dev)}:{os.minor(dev)}"
+        assert Path(f"/sys/class/bdi/{device}/read_ahead_kb").read_text().strip() == "1024"
+
+
 def test_host_edits_show_up_within_a_second_or_so(base: Path) -> None:
     with mounted(base, []) as view:
         assert (view / "data.txt").read_text() == "hello"

@@ -67,3 +67,42 @@ def test_the_host_closing_the_port_ends_the_relay() -> None:
         thread.join(5)
     assert not any(t.is_alive() for t in relay.threads)
     fuse_kernel.close()
+
+
+def test_a_held_relay_moves_nothing_until_released() -> None:
+    fuse_kernel, fuse_dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    port_host, port_guest = socket.socketpair()
+    relay = share_mount.Relay(fuse_dev.detach(), port_guest.detach(), held=True)
+    relay.start()
+    try:
+        fuse_kernel.send(b"INIT" * 10)
+        port_host.sendall(reply(7, b"early"))
+        port_host.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            port_host.recv(100)
+        fuse_kernel.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            fuse_kernel.recv(100)
+        relay.release()
+        port_host.settimeout(10)
+        fuse_kernel.settimeout(10)
+        assert port_host.recv(100) == b"INIT" * 10
+        assert fuse_kernel.recv(100) == reply(7, b"early")
+    finally:
+        relay.stop()
+        port_host.close()
+        fuse_kernel.close()
+    assert not any(t.is_alive() for t in relay.threads)
+
+
+def test_a_held_relay_stops_without_being_released() -> None:
+    fuse_kernel, fuse_dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    port_host, port_guest = socket.socketpair()
+    relay = share_mount.Relay(fuse_dev.detach(), port_guest.detach(), held=True)
+    relay.start()
+    relay.stop()
+    assert not any(t.is_alive() for t in relay.threads)
+    fuse_kernel.settimeout(1)
+    assert fuse_kernel.recv(100) == b""  # the fuse fd was closed
+    port_host.close()
+    fuse_kernel.close()
