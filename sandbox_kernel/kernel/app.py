@@ -46,9 +46,9 @@ class SandboxKernelApp(IPKernelApp):
         finally:
             close_all(self.early_listeners)
         # The VM starts (restores, or boots) in a thread as soon as the frontend can reach
-        # us, while the rest of the kernel starts up and the frontend shakes hands. Any
-        # earlier, and its start-up work would delay binding the sockets: a frontend that
-        # retries its connection every 100 ms (ZMQ's default) then waits a whole extra try.
+        # us, while the rest of the kernel starts up and the frontend shakes hands. Begun
+        # before ipykernel's import instead (tried), it gained nothing: the host's part of
+        # both is Python, and the two threads only took turns at the GIL.
         from sandbox_kernel.kernel.settings import VMSettings
         from sandbox_kernel.vm.early import EarlyVM
 
@@ -58,6 +58,10 @@ class SandboxKernelApp(IPKernelApp):
             self._early_vm = EarlyVM.begin(VMSettings(config=self.config).vm_config())
         except Exception:  # a failed head start must never stop the kernel
             logging.getLogger(__name__).debug("early VM start failed", exc_info=True)
+
+    def init_pdb(self) -> None:
+        """Nothing: ipykernel makes pdb interruptible for the cells it runs in its process
+        (importing IPython's debugger, some 30 ms of the start); ours run in the VM."""
 
     def init_io(self) -> None:
         # ipykernel sends what its process writes to stdout and stderr to the frontend, since

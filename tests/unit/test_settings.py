@@ -1,6 +1,7 @@
 """Kernel settings: where they are read from, and kernelspecs with settings of their own."""
 
 import json
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -175,3 +176,13 @@ def test_a_kernelspec_with_a_wheelhouse_names_it_by_its_absolute_path(
     assert spec["display_name"] == "Python 3 (sandbox VM, wheelhouse)"
     with pytest.raises(SystemExit, match="absent is not a folder"):
         cli.main(["install", "--prefix", str(tmp_path), "--wheelhouse", "absent"])
+
+
+def test_the_app_leaves_pdb_alone_since_no_cell_runs_in_its_process() -> None:
+    code = ("import sys, pdb\n"
+            "from sandbox_kernel.kernel.app import SandboxKernelApp\n"
+            "before = pdb.set_trace\n"
+            "SandboxKernelApp().init_pdb()\n"
+            "assert pdb.set_trace is before\n"
+            "assert 'IPython.core.debugger' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
