@@ -28,6 +28,9 @@ def _own_folders() -> Path:
         "SANDBOX_KERNEL_CACHE_DIR": str(root / "cache"),
         "SANDBOX_KERNEL_STATE_DIR": str(root / "state"),
         "SANDBOX_KERNEL_RUN_DIR": str(root / "run"),
+        # A spare snapshot is a boot's worth of CPU beside each start, which would slow every
+        # test that starts a kernel; tests of spares turn them on.
+        "SANDBOX_KERNEL_SPARE_SNAPSHOTS": "0",
     })
     return root
 

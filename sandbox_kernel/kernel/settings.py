@@ -64,6 +64,12 @@ class VMSettings(Configurable):
                         help="After a snapshot restore, run cells in a freshly started Python "
                              "(its own hash seed and address layout) rather than the "
                              "snapshot's; off starts faster").tag(config=True)
+    spare_snapshots = Bool(None, allow_none=True,
+                           help="Start from a snapshot no other kernel has used, when one is "
+                                "ready, so that each kernel's Python has a hash seed and "
+                                "address layout of its own; the kernel that takes it makes the "
+                                "next in the background (default: "
+                                "SANDBOX_KERNEL_SPARE_SNAPSHOTS, or on)").tag(config=True)
     cell_timeout_s = Float(0.0, help="Wall-clock seconds a cell may run before it is "
                                      "interrupted (and its Python ended if it does not stop); "
                                      "0 for no limit").tag(config=True)
@@ -85,6 +91,8 @@ class VMSettings(Configurable):
             config.accel = cast(Accel, self.accel)  # the Enum trait has checked it
         if self.snapshots is not None:
             config.snapshots = self.snapshots
+        if self.spare_snapshots is not None:
+            config.spare_snapshots = self.spare_snapshots
         config.share = self.share_plan()
         config.wheelhouse = self.wheelhouse_plan()
         return config

@@ -48,6 +48,7 @@ def default_starter(early: EarlyVM | None, log: logging.Logger) -> VMStarter:
         if vm is None:  # none started early, or with other settings
             vm = await start_vm(config)  # cancelled by a shutdown during its start
         log.info("%s", settings_in_force(vm))
+        vm.begin_spare()  # for the next kernel: the VM's stop ends it
         return vm
 
     return start
@@ -57,7 +58,10 @@ def settings_in_force(vm: SandboxVM) -> str:
     """One line for the kernel's log, so that settings that did not take effect (a config
     file that was not read, an environment variable) show: the settings, then what the start
     made of them."""
-    started = "restored from a snapshot" if vm.started_from == "snapshot" else "booted cold"
+    started = "booted cold"
+    if vm.started_from == "snapshot":
+        started = ("restored from a spare snapshot (a Python hash seed and address layout of "
+                   "its own)" if vm.own_layout else "restored from the shared snapshot")
     folder = f"; image folder {vm.image.folder}" if vm.image is not None else ""
     return (f"sandbox VM ready in {vm.boot_seconds or 0:.2f} s, {started}: "
             f"{described(vm.config)}; running under {vm.accel} ({_accelerator_reason(vm)})"

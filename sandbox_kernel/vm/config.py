@@ -34,6 +34,11 @@ class VMConfig:
     # A restored VM runs a freshly executed Python rather than the snapshot's, whose hash
     # seed and address layout every VM from the snapshot would share.
     fresh_python: bool = False
+    # Each restore takes a spare snapshot, one that no other VM has run from, when one is
+    # ready: its Python has a hash seed and address layout of its own at no cost to the start.
+    # The VM that takes one makes the next in the background (a boot's worth of CPU).
+    spare_snapshots: bool = field(
+        default_factory=lambda: _env_bool("SANDBOX_KERNEL_SPARE_SNAPSHOTS", True))
     # One deadline per boot attempt, and a retry: about one TCG boot in 30 hangs.
     boot_timeout_s: float = 60.0
     boot_attempts: int = 2

@@ -42,6 +42,8 @@ _UNAVAILABLE: dict[str, Literal["share", "wheelhouse"]] = {
     p.FOLDER_UNAVAILABLE: "share", p.WHEELHOUSE_UNAVAILABLE: "wheelhouse"}
 # Warming imports the image's preload list, which under TCG on a busy host can take minutes.
 _CAPTURE_TIMEOUT_S = 600.0
+# A spare is made beside the user's VM, and on a small host must leave it the CPU.
+_SPARE_NICENESS = 10
 _CONSOLE_TAIL = 6000
 _KEPT_BOOT_LOGS = 50
 
@@ -73,6 +75,10 @@ class SandboxVM:
         self.run: RunDir | None = None
         self.boot_seconds: float | None = None
         self.started_from: Literal["cold", "snapshot"] = "cold"
+        # Booted, or restored from a spare: no other VM has its Python's hash seed and
+        # address layout (see snapshot_store).
+        self.own_layout = False
+        self._spare_task: asyncio.Task[bool] | None = None
         self._qmp: QMPClient | None = None
         self._stage = "booting"
         self._timeout = self.config.boot_timeout_s
@@ -96,22 +102,37 @@ class SandboxVM:
         started = time.monotonic()
         if head_start is not None:
             self.image = head_start.image
-            if await self._try_restore(head_start.snap, head_start):
+            if await self._restore(head_start.snap, head_start):
                 self.boot_seconds = time.monotonic() - started
                 return
         self.image = await asyncio.to_thread(require_image, self.config.image)
         capture = False
         if self.config.snapshots:
             snap = snapshot_store.snapshot_for(self.config, self.image, self.accel)
-            if snap.exists() and await self._try_restore(snap):
-                self.boot_seconds = time.monotonic() - started
-                return
+            spare = snapshot_store.claim(snapshot_store.spare_of(snap)) if (
+                self.config.spare_snapshots) else None
+            for candidate in (spare, snap):
+                if candidate is not None and candidate.exists() and await self._restore(
+                        candidate):
+                    self.boot_seconds = time.monotonic() - started
+                    return
             capture = not snap.exists()
         await self._cold_boot(self.image, self.accel, capture)
         await self._capture_if_missing()
         if self.started_from == "cold":  # a restore has reseeded already
+            self.own_layout = True
             await self.reseed()  # for the host's time zone
         self.boot_seconds = time.monotonic() - started
+
+    async def _restore(self, snap: SnapshotPaths, head_start: HeadStart | None = None) -> bool:
+        """``_try_restore``; a claimed spare is deleted after, whatever came of it (QEMU holds
+        its files by then)."""
+        self.own_layout = snap.claimed
+        try:
+            return await self._try_restore(snap, head_start)
+        finally:
+            if snap.claimed:
+                snap.discard()
 
     async def _capture_if_missing(self) -> None:
         """After a boot on a capture RAM file: takes the snapshot, then goes on from it."""
@@ -138,8 +159,10 @@ class SandboxVM:
         finally:
             ram.discard()
 
-    async def _cold_boot(self, image: ImagePaths, accel: str, capture: bool) -> None:
-        """``capture``: boot on a RAM file that a snapshot can be taken from."""
+    async def _cold_boot(self, image: ImagePaths, accel: str, capture: bool,
+                         nice: int = 0) -> None:
+        """``capture``: boot on a RAM file that a snapshot can be taken from. ``nice``: QEMU's
+        niceness, for one that must not take the CPU from the user's VM."""
         failure: VMStartError | None = None
         for attempt in range(1, self.config.boot_attempts + 1):
             self._stage = "booting"
@@ -147,7 +170,7 @@ class SandboxVM:
             ram = self._capture_ram.backing() if self._capture_ram else None
             try:
                 self._launch(command_line(self.config, image, accel, self._new_run_dir(),
-                                          ram=ram))
+                                          ram=ram), nice)
                 await self._until_ready(self._wait_for_agent)
             except VMStartError as exc:
                 failure = exc
@@ -167,21 +190,62 @@ class SandboxVM:
         with snapshot_store.capture_lock(snap) as mine:
             if not mine or snap.exists():
                 return False  # another kernel is taking it, or has just taken it
-            started = time.monotonic()
-            await asyncio.wait_for(self.request(p.Warm, **self._preload()), _CAPTURE_TIMEOUT_S)
-            await asyncio.wait_for(self.request(p.PrepareSnapshot), _CAPTURE_TIMEOUT_S)
-            status = await migration.save_state(await self.qmp(), ram.state)
-            if status != "completed":
-                await (await self.qmp()).execute("cont")
-                await self.reseed()
-                log.warning("taking a snapshot failed (%s); later starts will boot cold", status)
-                return False
-            await self.stop()
-            await asyncio.to_thread(ram.commit, snap)
+            return await self._save_snapshot(snap, ram)
+
+    async def _save_snapshot(self, snap: SnapshotPaths, ram: CaptureRam) -> bool:
+        """``_take_snapshot``, under its lock."""
+        started = time.monotonic()
+        await asyncio.wait_for(self.request(p.Warm, **self._preload()), _CAPTURE_TIMEOUT_S)
+        await asyncio.wait_for(self.request(p.PrepareSnapshot), _CAPTURE_TIMEOUT_S)
+        status = await migration.save_state(await self.qmp(), ram.state)
+        if status != "completed":
+            await (await self.qmp()).execute("cont")
+            await self.reseed()
+            log.warning("taking a snapshot failed (%s); later starts will boot cold", status)
+            return False
+        await self.stop()
+        await asyncio.to_thread(ram.commit, snap)
         log.info("snapshot taken in %.1f s: %s (%.0f MB on disk)", time.monotonic() - started,
                  snap.folder, snap.disk_bytes() / 2**20)
         snapshot_store.prune_snapshots(keep=snap)
         return True
+
+    # --- spares -----------------------------------------------------------------------------
+    def begin_spare(self) -> None:
+        """Makes the spare snapshot for this VM's settings in the background, if none is ready
+        or being made; ``stop`` ends it. On this VM's event loop."""
+        if (self._spare_task is None and self.config.snapshots and self.config.spare_snapshots
+                and self.image is not None):
+            self._spare_task = asyncio.get_running_loop().create_task(
+                SandboxVM(self.config, self.accel).make_spare(self.image), name="spare")
+
+    async def spare_made(self) -> bool:
+        """Waits for the spare ``begin_spare`` makes; False if it made none."""
+        return await asyncio.shield(self._spare_task) if self._spare_task is not None else False
+
+    async def make_spare(self, image: ImagePaths) -> bool:
+        """Boots this VM, not yet started, and saves it as the spare of its settings' snapshot;
+        then it is gone. False if a spare is ready, another process is making it, or this
+        failed (logged: the next restore shares the snapshot instead)."""
+        self.image = image
+        spare = snapshot_store.spare_of(snapshot_store.snapshot_for(self.config, image,
+                                                                    self.accel))
+        with snapshot_store.capture_lock(spare) as mine:
+            if not mine or spare.exists():
+                return False
+            try:
+                await self._cold_boot(image, self.accel, capture=True, nice=_SPARE_NICENESS)
+                ram, self._capture_ram = self._capture_ram, None
+                assert ram is not None
+                try:
+                    return await self._save_snapshot(spare, ram)
+                finally:
+                    ram.discard()
+            except SandboxError as exc:
+                log.warning("the spare snapshot could not be made: %s", exc)
+                return False
+            finally:
+                await self.stop()
 
     def _preload(self) -> dict[str, object]:
         """The modules the image's recipe preloads; an image that names none gets the
@@ -232,9 +296,9 @@ class SandboxVM:
         self.run = RunDir.create()
         return self.run
 
-    def _launch(self, cmd: list[str]) -> None:
+    def _launch(self, cmd: list[str], nice: int = 0) -> None:
         assert self.run is not None
-        self._adopt(QemuProcess(cmd, self.run.qemu_log))
+        self._adopt(QemuProcess(cmd, self.run.qemu_log, nice=nice))
 
     def _adopt(self, proc: QemuProcess) -> None:
         """Takes ``proc``, started for ``self.run``, with a channel to its ports."""
@@ -277,7 +341,8 @@ class SandboxVM:
         reply = await self._ask_until_answered(
             channel, lambda: p.Reseed(id=channel.next_id(), entropy=os.urandom(64),
                                       wall_time=time.time(), timezone=timezone,
-                                      fresh_python=self.config.fresh_python), retry_after)
+                                      fresh_python=self.config.fresh_python
+                                      and not self.own_layout), retry_after)
         if not isinstance(reply, p.Ack):
             raise SandboxError(f"the guest could not reseed: {reply}")
 
@@ -517,9 +582,14 @@ class SandboxVM:
 
     # --- stop -------------------------------------------------------------------------------
     async def stop(self) -> None:
-        """Ends QEMU, whatever the guest is doing. Nothing in the guest outlives it (the root
-        disk is read-only, the rest is RAM), so the guest is not asked to power off first,
-        which would slow every shutdown and restart."""
+        """Ends QEMU, whatever the guest is doing, and the spare's making. Nothing in the guest
+        outlives it (the root disk is read-only, the rest is RAM), so the guest is not asked
+        to power off first, which would slow every shutdown and restart."""
+        spare, self._spare_task = self._spare_task, None
+        if spare is not None:
+            spare.cancel()
+            with contextlib.suppress(BaseException):
+                await spare  # its VM stops on the way out
         await self._teardown()
 
     async def _teardown(self) -> None:

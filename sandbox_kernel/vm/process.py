@@ -45,8 +45,12 @@ def _dies_with_parent(cmd: list[str]) -> tuple[list[str], Callable[[], None] | N
 
 
 class QemuProcess:
-    def __init__(self, cmd: list[str], log: Path, pass_fds: tuple[int, ...] = ()) -> None:
-        """A new session keeps Jupyter's SIGINT to the kernel's process group away from QEMU."""
+    def __init__(self, cmd: list[str], log: Path, pass_fds: tuple[int, ...] = (),
+                 nice: int = 0) -> None:
+        """A new session keeps Jupyter's SIGINT to the kernel's process group away from QEMU.
+        ``nice``: its niceness (coreutils' nice execs it, so that all its threads have it)."""
+        if nice and (nice_path := shutil.which("nice")) is not None:
+            cmd = [nice_path, "-n", str(nice), *cmd]
         cmd, child_setup = _dies_with_parent(cmd)
         with log.open("wb") as out:
             self.popen = subprocess.Popen(

@@ -12,7 +12,7 @@ from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.process import QemuProcess
 from sandbox_kernel.vm.qemu import GuestRam, command_line
 from sandbox_kernel.vm.rundir import RunDir
-from sandbox_kernel.vm.snapshot_store import SnapshotPaths, snapshot_for
+from sandbox_kernel.vm.snapshot_store import SnapshotPaths, claim, snapshot_for, spare_of
 from sandbox_kernel.vm.verdicts import configured_verdict
 
 
@@ -55,6 +55,8 @@ class HeadStart:
         self.proc.signal(signal.SIGKILL)
         self.proc.popen.wait()
         shutil.rmtree(self.run.path, ignore_errors=True)
+        if self.snap.claimed:
+            self.snap.discard()
 
 
 def launch_early(config: VMConfig) -> HeadStart | None:
@@ -69,12 +71,17 @@ def launch_early(config: VMConfig) -> HeadStart | None:
     if verdict is None:
         return None
     snap = snapshot_for(config, image, verdict.accel)
-    if not snap.exists():
+    spare = claim(spare_of(snap)) if config.spare_snapshots else None
+    if spare is not None:
+        snap = spare  # the VM manager deletes it once the restore has its files
+    elif not snap.exists():
         return None
     run = RunDir.create()
     try:
         proc, incoming = launch_restore(config, image, verdict.accel, run, snap)
     except OSError:
         shutil.rmtree(run.path, ignore_errors=True)
+        if snap.claimed:
+            snap.discard()
         return None  # the VM manager finds out again, and says why
     return HeadStart(snap, image, verdict.accel, run, proc, incoming)

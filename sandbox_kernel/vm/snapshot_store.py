@@ -1,5 +1,10 @@
 """The snapshot store: memory snapshots in the cache, keyed by all they depend on, each a
-folder of two files (``ram``, the guest's memory, and ``state``, QEMU's device state)."""
+folder of two files (``ram``, the guest's memory, and ``state``, QEMU's device state).
+
+Beside each snapshot, its *spare*: one more, taken by a boot of its own and restored by one VM
+only, which claims it (an atomic rename) and deletes it once QEMU holds its files. Every VM
+restored from one snapshot shares its Python hash seed and address layout; a VM restored from a
+spare shares them with none (see machine.SandboxVM.make_spare)."""
 
 import contextlib
 import fcntl
@@ -27,6 +32,8 @@ _KEPT_SNAPSHOTS = 3
 # 4: a fourth, for the wheelhouse.
 SNAPSHOT_FORMAT = 4
 _CAPTURE_PREFIX = ".capture-"
+_CLAIMED_PREFIX = ".claimed-"
+_SPARE_SUFFIX = "-spare"
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,11 @@ class SnapshotPaths:
 
     def exists(self) -> bool:
         return self.folder.is_dir()
+
+    @property
+    def claimed(self) -> bool:
+        """A spare taken by one VM: deleted once its restore has the files."""
+        return self.key.startswith(_CLAIMED_PREFIX)
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_blocks * 512 for f in (self.state, self.ram))
@@ -112,12 +124,29 @@ class CaptureRam:
         self.folder.rename(snap.folder)
 
 
+def spare_of(snap: SnapshotPaths) -> SnapshotPaths:
+    return SnapshotPaths(f"{snap.key}{_SPARE_SUFFIX}", about=snap.about)
+
+
+def claim(spare: SnapshotPaths) -> SnapshotPaths | None:
+    """``spare``, now this process's alone (under another name); None if there is none, or
+    another process claimed it first."""
+    claimed = SnapshotPaths(f"{_CLAIMED_PREFIX}{os.getpid()}-{os.urandom(6).hex()}",
+                            about=spare.about)
+    try:
+        spare.folder.rename(claimed.folder)
+    except OSError:  # gone, or never made
+        return None
+    return claimed
+
+
 def _sweep_dead_captures(base: Path) -> None:
-    """Removes the RAM files of captures whose kernel was killed."""
-    for capture in base.glob(f"{_CAPTURE_PREFIX}*"):
-        pid = capture.name.removeprefix(_CAPTURE_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(capture, ignore_errors=True)
+    """Removes the RAM files of captures, and the spares claimed, by kernels that were killed."""
+    for prefix in (_CAPTURE_PREFIX, _CLAIMED_PREFIX):
+        for folder in base.glob(f"{prefix}*"):
+            pid = folder.name.removeprefix(prefix).split("-", 1)[0]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -144,14 +173,20 @@ def prune_snapshots(keep: SnapshotPaths, limit: int = _KEPT_SNAPSHOTS) -> None:
         except FileNotFoundError:
             return 0.0  # another kernel pruned it first
 
-    others = [f for f in base.iterdir() if f.is_dir() and not f.name.startswith(".")
-              and f != keep.folder]
-    others.sort(key=last_used, reverse=True)
-    for stale in others[limit - 1:]:
-        old = SnapshotPaths(stale.name)
-        old.discard()
-        old.lock.unlink(missing_ok=True)
-        log.info("deleted a snapshot not used lately: %s", stale)
+    def key_of(folder: Path) -> str:  # a spare goes with its snapshot
+        return folder.name.removesuffix(_SPARE_SUFFIX)
+
+    kept_key = key_of(keep.folder)
+    others: dict[str, float] = {}
+    for folder in base.iterdir():
+        if folder.is_dir() and not folder.name.startswith(".") and key_of(folder) != kept_key:
+            others[key_of(folder)] = max(others.get(key_of(folder), 0.0), last_used(folder))
+    for stale in sorted(others, key=others.__getitem__, reverse=True)[limit - 1:]:
+        for old in (SnapshotPaths(stale), spare_of(SnapshotPaths(stale))):
+            if old.exists():
+                old.discard()
+                log.info("deleted a snapshot not used lately: %s", old.folder)
+            old.lock.unlink(missing_ok=True)
     _sweep_dead_captures(base)
 
 
@@ -171,7 +206,7 @@ def snapshots_of(image: ImagePaths) -> list[SnapshotPaths]:
                    if f.is_dir() and not f.name.startswith(".")]
     except FileNotFoundError:
         return []
-    snaps = [SnapshotPaths(f.name) for f in folders]
+    snaps = [SnapshotPaths(f.name) for f in folders if not f.name.endswith(_SPARE_SUFFIX)]
     return [s for s in snaps if s.read_about().get("image") == image.image_id]
 
 

@@ -9,6 +9,7 @@ import pytest
 from sandbox_kernel.image.store import ImagePaths
 from sandbox_kernel.vm import qemu, restore, snapshot_store
 from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.process import QemuProcess
 from sandbox_kernel.vm.rundir import RunDir, sweep_stale_run_dirs
 
 
@@ -232,3 +233,46 @@ def test_a_rebuilt_image_is_a_different_snapshot(tmp_path: Path,
     rebuilt.write_bytes(b"root")  # the same bytes, even: another build
     rebuilt.replace(image.rootfs)
     assert snapshot_store.snapshot_for(VMConfig(), image, "tcg") != before
+
+
+def test_a_spare_is_claimed_by_one_process_and_pruned_with_its_snapshot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOX_KERNEL_CACHE_DIR", str(tmp_path))
+    (tmp_path / "snapshots").mkdir()
+
+    def made(snap: snapshot_store.SnapshotPaths, age: int) -> snapshot_store.SnapshotPaths:
+        snap.folder.mkdir()
+        snap.ram.write_bytes(b"x")
+        os.utime(snap.folder, (time.time() - age, time.time() - age))
+        return snap
+
+    old, kept, new = (made(snapshot_store.SnapshotPaths(k), age) for k, age in
+                      (("old", 300), ("kept", 200), ("new", 100)))
+    spares = [made(snapshot_store.spare_of(s), 50) for s in (old, kept, new)]
+    assert [s.key for s in spares] == ["old-spare", "kept-spare", "new-spare"]
+    claimed = snapshot_store.claim(spares[1])
+    assert claimed is not None and claimed.claimed and claimed.ram.read_bytes() == b"x"
+    assert not spares[1].exists() and snapshot_store.claim(spares[1]) is None  # one taker
+    # A spare goes with its snapshot: "old" is the least recently used of the other two.
+    snapshot_store.prune_snapshots(keep=kept, limit=2)
+    assert {s.key for s in (old, kept, new, *spares) if s.exists()} == {
+        "kept", "new", "new-spare"}
+    assert claimed.exists()  # this process's, alive
+    dead = snapshot_store.SnapshotPaths(".claimed-999999999-x")
+    dead.folder.mkdir()
+    snapshot_store.prune_snapshots(keep=kept, limit=2)
+    assert not dead.exists() and claimed.exists()
+
+
+def test_spares_are_on_by_default_and_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SANDBOX_KERNEL_SPARE_SNAPSHOTS", raising=False)
+    assert VMConfig().spare_snapshots is True
+    monkeypatch.setenv("SANDBOX_KERNEL_SPARE_SNAPSHOTS", "0")
+    assert VMConfig().spare_snapshots is False
+    assert "spare_snapshots" not in VMConfig().machine_key()  # one snapshot, with or without
+
+
+def test_a_spare_s_qemu_runs_niced(tmp_path: Path) -> None:
+    proc = QemuProcess(["sh", "-c", "nice"], tmp_path / "log", nice=10)
+    assert proc.popen.wait() == 0
+    assert (tmp_path / "log").read_text().strip() == "10"
