@@ -61,9 +61,9 @@ class VMSettings(Configurable):
                            help="How many processes the cell's code may run at once").tag(
                                config=True)
     fresh_python = Bool(VMConfig.fresh_python,
-                        help="After a snapshot restore, run cells in a freshly started Python "
-                             "(its own hash seed and address layout) rather than the "
-                             "snapshot's; off starts faster").tag(config=True)
+                        help="When no spare snapshot was ready, run cells in a freshly started "
+                             "Python (its own hash seed and address layout) rather than the "
+                             "shared snapshot's; off starts faster").tag(config=True)
     spare_snapshots = Bool(None, allow_none=True,
                            help="Start from a snapshot no other kernel has used, when one is "
                                 "ready, so that each kernel's Python has a hash seed and "

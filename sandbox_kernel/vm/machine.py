@@ -42,8 +42,10 @@ _UNAVAILABLE: dict[str, Literal["share", "wheelhouse"]] = {
     p.FOLDER_UNAVAILABLE: "share", p.WHEELHOUSE_UNAVAILABLE: "wheelhouse"}
 # Warming imports the image's preload list, which under TCG on a busy host can take minutes.
 _CAPTURE_TIMEOUT_S = 600.0
-# A spare is made beside the user's VM, and on a small host must leave it the CPU.
+# A spare is made beside the user's VM, and on a small host must leave it the CPU: niced,
+# and begun once the kernel's first cells have run.
 _SPARE_NICENESS = 10
+_SPARE_DELAY_S = 3.0
 _CONSOLE_TAIL = 6000
 _KEPT_BOOT_LOGS = 50
 
@@ -217,16 +219,18 @@ class SandboxVM:
         if (self._spare_task is None and self.config.snapshots and self.config.spare_snapshots
                 and self.image is not None):
             self._spare_task = asyncio.get_running_loop().create_task(
-                SandboxVM(self.config, self.accel).make_spare(self.image), name="spare")
+                SandboxVM(self.config, self.accel).make_spare(self.image, _SPARE_DELAY_S),
+                name="spare")
 
     async def spare_made(self) -> bool:
         """Waits for the spare ``begin_spare`` makes; False if it made none."""
         return await asyncio.shield(self._spare_task) if self._spare_task is not None else False
 
-    async def make_spare(self, image: ImagePaths) -> bool:
+    async def make_spare(self, image: ImagePaths, delay_s: float = 0.0) -> bool:
         """Boots this VM, not yet started, and saves it as the spare of its settings' snapshot;
         then it is gone. False if a spare is ready, another process is making it, or this
         failed (logged: the next restore shares the snapshot instead)."""
+        await asyncio.sleep(delay_s)
         self.image = image
         spare = snapshot_store.spare_of(snapshot_store.snapshot_for(self.config, image,
                                                                     self.accel))
