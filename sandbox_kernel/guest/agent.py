@@ -398,29 +398,34 @@ class Agent:
                 self.send(p.Ack(id=rid))
             case p.MountShare(id=rid, name=name, writable=writable, wheelhouse=wheelhouse):
                 # Each once per VM, and each failure its own: the host asks again without it.
+                made: list[shared_folder.FuseMount] = []
                 if name is not None and self.share is None:
                     try:
                         ahead, self.share_ahead = self.share_ahead, None
-                        self.share = shared_folder.mount(self.port(p.SHARE_PORT), name,
-                                                         writable, ahead)
+                        made.append(shared_folder.mount(self.port(p.SHARE_PORT), name,
+                                                        writable, ahead))
                     except Exception as exc:
                         self.send(p.AgentError(id=rid, error_type=p.FOLDER_UNAVAILABLE,
                                                message=str(exc)[:2000]))
                         return
+                    self.share = made[-1].relay
                     self.worker.cwd = shared_folder.guest_path(name)
                 if wheelhouse and self.wheelhouse is None:
                     try:
                         ahead, self.wheelhouse_ahead = self.wheelhouse_ahead, None
-                        self.wheelhouse = shared_folder.mount_wheelhouse(
-                            self.port(p.WHEELHOUSE_PORT), ahead)
+                        made.append(shared_folder.mount_wheelhouse(
+                            self.port(p.WHEELHOUSE_PORT), ahead))
                     except Exception as exc:
                         self.send(p.AgentError(id=rid, error_type=p.WHEELHOUSE_UNAVAILABLE,
                                                message=str(exc)[:2000]))
                         return
+                    self.wheelhouse = made[-1].relay
                 # The worker moves there before it reads the next request: as for the reseed,
                 # the host need not wait for it.
                 self.send(p.Ack(id=rid))
                 self.worker.submit(None, line)
+                for mounted in made:
+                    shared_folder.raise_readahead(mounted)
             case p.Warm(modules=modules):
                 self.worker.preload = tuple(modules)  # for a fresh worker after a restore
                 self.worker.submit(request.id, line, request.type)

@@ -77,14 +77,18 @@ def set_readahead(device: str, kib: int = 1024) -> None:
         f.write(str(kib))
 
 
-def mount_overlay(lower: str, scratch: str, target: str, uid: int, gid: int,
-                  size: str = "50%") -> None:
-    """target shows lower, but takes writes into a tmpfs at scratch: they stay in the VM."""
+def make_scratch(scratch: str, uid: int, gid: int, size: str = "50%") -> None:
+    """A tmpfs at scratch for an overlay's writes (mount_overlay): they stay in the VM."""
     _mount("sandbox-share-rw", scratch, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700")
     upper, work = f"{scratch}/upper", f"{scratch}/work"
     os.mkdir(upper, 0o755)
     os.mkdir(work, 0o700)
     os.chown(upper, uid, gid)  # the merged root is the upper folder: the user's to write
+
+
+def mount_overlay(lower: str, scratch: str, target: str) -> None:
+    """target shows lower, but takes writes into scratch (made by make_scratch)."""
+    upper, work = f"{scratch}/upper", f"{scratch}/work"
     options = ",".join(f"{k}={_option_safe(v)}" for k, v in (
         ("lowerdir", lower), ("upperdir", upper), ("workdir", work)))
     _mount("sandbox-share", target, "overlay", MS_NOSUID | MS_NODEV, options)

@@ -13,7 +13,7 @@ server of the kernel that restored the VM."""
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sandbox_kernel.constants import WHEELHOUSE_PATH
 from sandbox_kernel.guest import share_mount
@@ -34,10 +34,15 @@ class FuseMount:
     target: str
     device: str  # for its read-ahead
     relay: share_mount.Relay
+    scratch: bool = False  # the share's: the overlay's tmpfs is made too
 
     def release(self) -> None:
+        """Lets the relay carry the INIT request, waiting in /dev/fuse, and all after it."""
         self.relay.release()
-        os.stat(self.target)  # waits for the INIT reply, which sets the read-ahead it agreed
+
+    def raise_readahead(self) -> None:
+        """After the INIT reply, which sets the read-ahead the server agreed."""
+        os.stat(self.target)  # waits for that reply, if nothing else has
         share_mount.set_readahead(self.device)
 
     def abandon(self) -> None:
@@ -88,19 +93,28 @@ def premount(share_port: str | None, wheelhouse_port: str | None
         except Exception as exc:
             log.warning("could not mount %s ahead: %s", target, exc)
             made.append(None)
-    return made[0], made[1]
+    share = made[0]
+    if share is not None:
+        try:
+            share_mount.make_scratch(_SCRATCH, USER_UID, USER_UID)
+            share = replace(share, scratch=True)
+        except OSError as exc:
+            log.warning("could not make the overlay's scratch ahead: %s", exc)
+    return share, made[1]
 
 
-def mount(port: str, name: str, writable: list[str], ahead: FuseMount | None
-          ) -> share_mount.Relay:
-    """Mounts the folder at ``guest_path(name)``; the relay carries its traffic from now on."""
+def mount(port: str, name: str, writable: list[str], ahead: FuseMount | None) -> FuseMount:
+    """Mounts the folder at ``guest_path(name)``; the relay carries its traffic from now on.
+    Its read-ahead is the caller's to raise (``raise_readahead``), once it has answered."""
     target = guest_path(name)
     os.makedirs(target, exist_ok=True)
     os.chown(target, USER_UID, USER_UID)
     fuse = ahead or _fuse(port, _FUSE)
     try:
+        if not fuse.scratch:
+            share_mount.make_scratch(_SCRATCH, USER_UID, USER_UID)
         fuse.release()
-        share_mount.mount_overlay(_FUSE, _SCRATCH, target, USER_UID, USER_UID)
+        share_mount.mount_overlay(_FUSE, _SCRATCH, target)  # waits for the INIT reply
         for sub in writable:
             share_mount.bind(f"{_FUSE}/{sub}", f"{target}/{sub}")
     except BaseException:
@@ -109,10 +123,10 @@ def mount(port: str, name: str, writable: list[str], ahead: FuseMount | None
                 share_mount.unmount(mounted)
         fuse.abandon()
         raise
-    return fuse.relay
+    return fuse
 
 
-def mount_wheelhouse(port: str, ahead: FuseMount | None) -> share_mount.Relay:
+def mount_wheelhouse(port: str, ahead: FuseMount | None) -> FuseMount:
     """Mounts the wheelhouse at /opt/wheelhouse (a folder in every image), read-only."""
     fuse = ahead or _fuse(port, _WHEELS, read_only=True)
     try:
@@ -123,4 +137,13 @@ def mount_wheelhouse(port: str, ahead: FuseMount | None) -> share_mount.Relay:
             share_mount.unmount(WHEELHOUSE_PATH)
         fuse.abandon()
         raise
-    return fuse.relay
+    return fuse
+
+
+def raise_readahead(mounted: FuseMount) -> None:
+    """1 MB of read-ahead for a mount made: fewer round trips to the host on big reads. Off
+    the start's path (a sysfs write takes some 10 ms in a freshly restored VM)."""
+    try:
+        mounted.raise_readahead()
+    except OSError as exc:
+        log.warning("could not raise the read-ahead of %s: %s", mounted.target, exc)

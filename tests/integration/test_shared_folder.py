@@ -182,3 +182,13 @@ async def test_a_fresh_worker_starts_in_the_folder(vm: SandboxVM) -> None:
     out = await run(vm, "import os\nos.kill(os.getpid(), 9)")
     assert out.complete.ename == "WorkerDied"
     assert (await ok(vm, "import os\nprint(os.getcwd())")).stdout == "/home/user/course\n"
+
+
+async def test_the_folder_reads_ahead_a_megabyte(vm: SandboxVM) -> None:
+    """Raised after the mount's answer, off the start's path, but before any cell runs."""
+    out = await ok(vm, (
+        "fields = [line.split() for line in open('/proc/self/mountinfo')]\n"
+        "dev = next(f[2] for f in fields if f[f.index('-') + 1] == 'fuse' and "
+        "f[f.index('-') + 2] == 'sandbox-share')\n"
+        "print(open(f'/sys/class/bdi/{dev}/read_ahead_kb').read().strip())"))
+    assert out.stdout.strip() == "1024"

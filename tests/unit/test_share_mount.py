@@ -301,7 +301,8 @@ def test_an_overlay_takes_the_vms_writes_and_a_bind_lets_writable_ones_through(
     scratch.mkdir()
     merged.mkdir()
     with mounted(base, [], writable=("out",), overlaid=True) as view:
-        share_mount.mount_overlay(str(view), str(scratch), str(merged), uid=1000, gid=1000)
+        share_mount.make_scratch(str(scratch), uid=1000, gid=1000)
+        share_mount.mount_overlay(str(view), str(scratch), str(merged))
         try:
             (merged / "data.txt").write_text("changed in the VM")
             user = as_user("import sys; open(sys.argv[1], 'w').write('mine')",
