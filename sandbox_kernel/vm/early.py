@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox_kernel.errors import SandboxError
 from sandbox_kernel.vm.config import VMConfig
-from sandbox_kernel.vm.restore import launch_early
+from sandbox_kernel.vm.restore import launch_early, resume_early
 
 if TYPE_CHECKING:
     from sandbox_kernel.vm.machine import SandboxVM
@@ -57,9 +57,11 @@ class EarlyVM:
         self._loop = asyncio.get_running_loop()
         if self._cancelled:  # cancel() came before the loop existed
             raise asyncio.CancelledError
-        # QEMU starts up while the VM manager imports (pydantic and the protocol models);
-        # loading the snapshot begins once QMP can ask for it (``migration.load_state``).
+        # The guest resumes, then gets going while the VM manager imports (pydantic and the
+        # protocol models): it waits for the reseed, which comes after.
         head_start = launch_early(self.config)
+        if head_start is not None:
+            head_start = await resume_early(head_start, self.config.restore_timeout_s)
         try:
             from sandbox_kernel.vm.launch import start_vm
         except BaseException:

@@ -28,7 +28,7 @@ from sandbox_kernel.vm import migration, snapshot_store
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.process import QemuProcess
 from sandbox_kernel.vm.qemu import command_line
-from sandbox_kernel.vm.restore import HeadStart, launch_restore
+from sandbox_kernel.vm.restore import LOADED, HeadStart, launch_restore
 from sandbox_kernel.vm.rundir import RunDir
 from sandbox_kernel.vm.snapshot_store import CaptureRam, SnapshotPaths
 from sandbox_kernel.vm.timezone import host_timezone
@@ -265,9 +265,11 @@ class SandboxVM:
         for attempt in (1, 2):
             try:
                 assert self.image is not None
+                resumed = None
                 if head_start is not None and attempt == 1:
                     self.run, self._incoming = head_start.run, head_start.incoming
                     self._adopt(head_start.proc)
+                    resumed = head_start.resumed
                 else:
                     try:
                         proc, self._incoming = launch_restore(
@@ -278,7 +280,13 @@ class SandboxVM:
                         snap.discard()
                         break
                     self._adopt(proc)
-                await self._until_ready(self._resume_restored, self.config.restore_timeout_s)
+                if resumed is not None:
+                    self._qmp = resumed.qmp
+                    await self._until_ready(self._reseed_restored, self.config.restore_timeout_s,
+                                            resumed.ports)
+                else:
+                    await self._until_ready(self._resume_restored,
+                                            self.config.restore_timeout_s)
             except SandboxError as exc:
                 # QEMU exits when it cannot load the snapshot, and so does a guest that
                 # crashes on resuming (code 0): then the snapshot itself is bad.
@@ -311,11 +319,16 @@ class SandboxVM:
         self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
                                        peer=self.proc.pid)
 
-    async def _until_ready(self, then: Any, limit_s: float | None = None) -> None:
+    async def _until_ready(self, then: Any, limit_s: float | None = None,
+                           ports: tuple[socket.socket, socket.socket] | None = None) -> None:
+        """``ports``: the channel's, connected already (a head start resumed)."""
         assert self.channel is not None
         self._timeout = limit_s or self.config.boot_timeout_s
         deadline = asyncio.get_running_loop().time() + self._timeout
-        await self._guarded(self._connect(self.channel), deadline)
+        if ports is not None:
+            await self._guarded(self.channel.connect(sockets=ports), deadline)
+        else:
+            await self._guarded(self._connect(self.channel), deadline)
         await self._guarded(then(self.channel), deadline)
 
     async def _resume_restored(self, channel: DualPortChannel) -> None:
@@ -324,12 +337,15 @@ class SandboxVM:
         assert self._incoming is not None
         # The sockets are connected (above) before the guest runs again.
         status = await migration.load_state(qmp, self._incoming)
-        if status not in ("paused", "postmigrate", "running", "prelaunch"):
+        if status not in LOADED:
             self._snapshot_rejected = True
             raise VMStartError(f"loading the snapshot left the VM {status}")
         self._stage = "resuming the guest"
         if status != "running":
             await qmp.execute("cont")
+        await self._reseed_restored(channel)
+
+    async def _reseed_restored(self, channel: DualPortChannel) -> None:
         # No ping first: the agent's ports were open when the snapshot was taken, so a request
         # cannot be lost, and the reseed's answer shows the agent is alive. (Its protocol was
         # checked by the boot that took the snapshot, whose key names the agent's code.)

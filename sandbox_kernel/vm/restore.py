@@ -1,13 +1,23 @@
-"""Launching QEMU to restore a snapshot, before anything heavy is imported when the kernel
-starts: everything a restore needs is known from the settings, the image and the cache."""
+"""Launching QEMU to restore a snapshot, and resuming the guest, before anything heavy is
+imported when the kernel starts: everything a restore needs is known from the settings, the
+image and the cache, and the guest's first work after it (under TCG, tens of ms of code that
+QEMU must translate afresh) then overlaps the import of the VM manager and pydantic."""
 
+import asyncio
 import contextlib
+import dataclasses
+import logging
 import os
 import shutil
 import signal
+import socket
 from dataclasses import dataclass
+from pathlib import Path
+
+from qemu.qmp import QMPClient
 
 from sandbox_kernel.image.store import ImagePaths, image_paths
+from sandbox_kernel.vm import migration
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.process import QemuProcess
 from sandbox_kernel.vm.qemu import GuestRam, command_line
@@ -39,9 +49,25 @@ def launch_restore(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
             os.close(fd)  # QEMU has its own copies
 
 
+log = logging.getLogger(__name__)
+_POLL_S = 0.002
+# The states a loaded snapshot may leave QEMU in.
+LOADED = ("paused", "postmigrate", "running", "prelaunch")
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A head start's guest running again: its command and event ports connected (the
+    channel checks whose they are when it takes them), the snapshot loaded over ``qmp``."""
+
+    ports: tuple[socket.socket, socket.socket]
+    qmp: QMPClient
+
+
 @dataclass(frozen=True)
 class HeadStart:
-    """A restore launched before the VM manager was imported (``launch_early``)."""
+    """A restore launched before the VM manager was imported (``launch_early``), and perhaps
+    resumed (``resume_early``)."""
 
     snap: SnapshotPaths
     image: ImagePaths
@@ -49,11 +75,15 @@ class HeadStart:
     run: RunDir
     proc: QemuProcess
     incoming: str
+    resumed: Resumed | None = None
 
     def discard(self) -> None:
         """For a head start nobody takes over."""
         self.proc.signal(signal.SIGKILL)
         self.proc.popen.wait()
+        if self.resumed is not None:
+            for port in self.resumed.ports:
+                port.close()
         shutil.rmtree(self.run.path, ignore_errors=True)
         if self.snap.claimed:
             self.snap.discard()
@@ -85,3 +115,58 @@ def launch_early(config: VMConfig) -> HeadStart | None:
             snap.discard()
         return None  # the VM manager finds out again, and says why
     return HeadStart(snap, image, verdict.accel, run, proc, incoming)
+
+
+async def resume_early(head: HeadStart, timeout_s: float) -> HeadStart | None:
+    """``head`` with its guest running again; None if that failed (``head`` is discarded,
+    and the VM manager starts a VM its own way, and says what went wrong). Cancelled, it
+    discards ``head`` too."""
+    ports: list[socket.socket] = []
+    qmp = QMPClient("sandbox-vm")
+    try:
+        async with asyncio.timeout(timeout_s):
+            # Connected before the guest runs again, as when the snapshot was taken.
+            for path in (head.run.cmd_socket, head.run.evt_socket):
+                ports.append(await _connected(path, head.proc))
+            while True:  # QEMU makes its sockets shortly after it starts
+                try:
+                    await qmp.connect(str(head.run.qmp_socket))
+                    break
+                except Exception:
+                    if head.proc.returncode is not None:
+                        raise
+                    await asyncio.sleep(_POLL_S)
+            status = await migration.load_state(qmp, head.incoming)
+            if status not in LOADED:
+                raise RuntimeError(f"loading the snapshot left the VM {status}")
+            if status != "running":
+                await qmp.execute("cont")
+    except BaseException as exc:
+        log.debug("early resume failed: %r", exc)
+        for port in ports:
+            port.close()
+        head.discard()
+        if not isinstance(exc, Exception):
+            raise
+        with contextlib.suppress(Exception):
+            await qmp.disconnect()
+        return None
+    return dataclasses.replace(head, resumed=Resumed((ports[0], ports[1]), qmp))
+
+
+async def _connected(path: Path, proc: QemuProcess) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, str(path))
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if proc.returncode is not None:
+                raise
+            await asyncio.sleep(_POLL_S)
+        except BaseException:
+            sock.close()
+            raise

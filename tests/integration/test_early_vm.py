@@ -7,8 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from sandbox_kernel.vm import VMConfig, running_vm
+from sandbox_kernel.image.store import image_paths
+from sandbox_kernel.vm import VMConfig, running_vm, snapshot_store
 from sandbox_kernel.vm.early import EarlyVM
+from sandbox_kernel.vm.verdicts import configured_verdict
 from tests.integration.vmtools import run
 from tests.leftovers import qemu_processes, run_dirs
 
@@ -71,4 +73,26 @@ async def test_cancelling_the_take_over_leaves_nothing(snapshot_exists: None,
     with contextlib.suppress(asyncio.CancelledError):
         vm = await task
         await vm.stop()  # it won the race: ready before the cancellation
+    assert qemu_processes() <= before_qemu and run_dirs() <= before_dirs
+
+
+async def test_a_broken_snapshot_resumed_early_gives_way_to_the_vm_manager(
+        snapshot_exists: None) -> None:
+    # The head start resumes the guest itself, before the VM manager is imported; when that
+    # fails, the manager starts its own way (here: finds the snapshot broken, boots cold).
+    config = VMConfig(snapshots=True)
+    image = image_paths(config.image)
+    verdict = configured_verdict(config)
+    assert verdict is not None
+    snap = snapshot_store.snapshot_for(config, image, verdict.accel)
+    with snap.state.open("r+b") as state:
+        state.truncate(snap.state.stat().st_size // 2)
+    before_qemu, before_dirs = qemu_processes(), run_dirs()
+    vm = await EarlyVM.begin(config).take(config)
+    assert vm is not None
+    try:
+        assert (await run(vm, "print(6 * 7)")).stdout == "42\n"
+    finally:
+        await vm.stop()
+    assert snap.exists() and snap.state.stat().st_size > 0  # taken again
     assert qemu_processes() <= before_qemu and run_dirs() <= before_dirs
