@@ -34,7 +34,9 @@ def test_the_line_gives_the_reason_of_the_accelerator_verdict(
     assert "accel auto, snapshots on; running under tcg (reason unknown)" in settings_in_force(vm)
     store_verdict(config, Verdict("tcg", "a KVM probe boot failed: no"))
     line = settings_in_force(vm)
-    assert "restored from a snapshot" in line
+    assert "restored from the shared snapshot" in line
+    vm.own_layout = True
+    assert "restored from a spare snapshot" in settings_in_force(vm)
     assert line.endswith("running under tcg (a KVM probe boot failed: no)")
 
 
