@@ -424,8 +424,9 @@ class Agent:
                 # the host need not wait for it.
                 self.send(p.Ack(id=rid))
                 self.worker.submit(None, line)
-                for mounted in made:
-                    shared_folder.raise_readahead(mounted)
+                if made:  # in a thread: the next request, the first cell, need not wait for it
+                    threading.Thread(target=shared_folder.raise_readahead, args=made,
+                                     daemon=True, name="readahead").start()
             case p.Warm(modules=modules):
                 self.worker.preload = tuple(modules)  # for a fresh worker after a restore
                 self.worker.submit(request.id, line, request.type)

@@ -185,7 +185,8 @@ async def test_a_fresh_worker_starts_in_the_folder(vm: SandboxVM) -> None:
 
 
 async def test_the_folder_reads_ahead_a_megabyte(vm: SandboxVM) -> None:
-    """Raised after the mount's answer, off the start's path, but before any cell runs."""
+    """Raised in a thread after the mount's answer, off the start's path: in place long
+    before this, the module's last cell."""
     out = await ok(vm, (
         "fields = [line.split() for line in open('/proc/self/mountinfo')]\n"
         "dev = next(f[2] for f in fields if f[f.index('-') + 1] == 'fuse' and "
