@@ -326,6 +326,7 @@ class Agent:
         self.ports = {name: port_if_any(name) for name in (p.SHARE_PORT, p.WHEELHOUSE_PORT)}
         self.share_ahead, self.wheelhouse_ahead = shared_folder.premount(
             self.ports[p.SHARE_PORT], self.ports[p.WHEELHOUSE_PORT])
+        self.readahead_pending: list[shared_folder.FuseMount] = []
 
     def port(self, name: str) -> str:
         return self.ports.get(name) or find_port(name)
@@ -398,7 +399,7 @@ class Agent:
                 self.send(p.Ack(id=rid))
             case p.MountShare(id=rid, name=name, writable=writable, wheelhouse=wheelhouse):
                 # Each once per VM, and each failure its own: the host asks again without it.
-                made: list[shared_folder.FuseMount] = []
+                made = self.readahead_pending  # raised once a MountShare is answered
                 if name is not None and self.share is None:
                     try:
                         ahead, self.share_ahead = self.share_ahead, None
@@ -425,8 +426,9 @@ class Agent:
                 self.send(p.Ack(id=rid))
                 self.worker.submit(None, line)
                 if made:  # in a thread: the next request, the first cell, need not wait for it
-                    threading.Thread(target=shared_folder.raise_readahead, args=made,
+                    threading.Thread(target=shared_folder.raise_readahead, args=tuple(made),
                                      daemon=True, name="readahead").start()
+                    made.clear()
             case p.Warm(modules=modules):
                 self.worker.preload = tuple(modules)  # for a fresh worker after a restore
                 self.worker.submit(request.id, line, request.type)

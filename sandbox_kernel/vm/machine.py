@@ -194,7 +194,8 @@ class SandboxVM:
                 return False  # another kernel is taking it, or has just taken it
             return await self._save_snapshot(snap, ram)
 
-    async def _save_snapshot(self, snap: SnapshotPaths, ram: CaptureRam) -> bool:
+    async def _save_snapshot(self, snap: SnapshotPaths, ram: CaptureRam,
+                             otherwise: str = "later starts will boot cold") -> bool:
         """``_take_snapshot``, under its lock."""
         started = time.monotonic()
         await asyncio.wait_for(self.request(p.Warm, **self._preload()), _CAPTURE_TIMEOUT_S)
@@ -203,10 +204,16 @@ class SandboxVM:
         if status != "completed":
             await (await self.qmp()).execute("cont")
             await self.reseed()
-            log.warning("taking a snapshot failed (%s); later starts will boot cold", status)
+            log.warning("taking a snapshot failed (%s); %s", status, otherwise)
             return False
         await self.stop()
-        await asyncio.to_thread(ram.commit, snap)
+        # To its end even if cancelled: a caller's discard() must not race the rename.
+        commit = asyncio.ensure_future(asyncio.to_thread(ram.commit, snap))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await asyncio.wait({commit})
+            raise
         log.info("snapshot taken in %.1f s: %s (%.0f MB on disk)", time.monotonic() - started,
                  snap.folder, snap.disk_bytes() / 2**20)
         snapshot_store.prune_snapshots(keep=snap)
@@ -242,14 +249,15 @@ class SandboxVM:
                 ram, self._capture_ram = self._capture_ram, None
                 assert ram is not None
                 try:
-                    return await self._save_snapshot(spare, ram)
+                    return await self._save_snapshot(
+                        spare, ram, "the next start restores the shared snapshot")
                 finally:
                     ram.discard()
-            except SandboxError as exc:
-                log.warning("the spare snapshot could not be made: %s", exc)
+            except Exception as exc:  # a timeout, QMP, the disk: the kernel goes on without
+                log.warning("the spare snapshot could not be made: %r", exc)
                 return False
             finally:
-                await self.stop()
+                await self.stop()  # and a failed boot's RAM file
 
     def _preload(self) -> dict[str, object]:
         """The modules the image's recipe preloads; an image that names none gets the
@@ -606,11 +614,14 @@ class SandboxVM:
         outlives it (the root disk is read-only, the rest is RAM), so the guest is not asked
         to power off first, which would slow every shutdown and restart."""
         spare, self._spare_task = self._spare_task, None
-        if spare is not None:
-            spare.cancel()
-            with contextlib.suppress(BaseException):
-                await spare  # its VM stops on the way out
-        await self._teardown()
+        try:
+            if spare is not None:
+                spare.cancel()
+                # Not ``await spare``: a cancellation of this stop would reach the spare's own
+                # clean-up. Its VM stops on its way out.
+                await asyncio.wait({spare})
+        finally:
+            await self._teardown()
 
     async def _teardown(self) -> None:
         await self._stop_serving()

@@ -106,14 +106,19 @@ def launch_early(config: VMConfig) -> HeadStart | None:
         snap = spare  # the VM manager deletes it once the restore has its files
     elif not snap.exists():
         return None
-    run = RunDir.create()
     try:
-        proc, incoming = launch_restore(config, image, verdict.accel, run, snap)
-    except OSError:
-        shutil.rmtree(run.path, ignore_errors=True)
-        if snap.claimed:
+        run = RunDir.create()
+        try:
+            proc, incoming = launch_restore(config, image, verdict.accel, run, snap)
+        except BaseException:
+            shutil.rmtree(run.path, ignore_errors=True)
+            raise
+    except BaseException as exc:
+        if snap.claimed:  # nobody else can have it now
             snap.discard()
-        return None  # the VM manager finds out again, and says why
+        if isinstance(exc, OSError):
+            return None  # the VM manager finds out again, and says why
+        raise
     return HeadStart(snap, image, verdict.accel, run, proc, incoming)
 
 
@@ -146,10 +151,10 @@ async def resume_early(head: HeadStart, timeout_s: float) -> HeadStart | None:
         for port in ports:
             port.close()
         head.discard()
+        with contextlib.suppress(BaseException):
+            await qmp.disconnect()
         if not isinstance(exc, Exception):
             raise
-        with contextlib.suppress(Exception):
-            await qmp.disconnect()
         return None
     return dataclasses.replace(head, resumed=Resumed((ports[0], ports[1]), qmp))
 

@@ -137,6 +137,8 @@ def claim(spare: SnapshotPaths) -> SnapshotPaths | None:
         spare.folder.rename(claimed.folder)
     except OSError:  # gone, or never made
         return None
+    with contextlib.suppress(OSError):  # a use of its snapshot's, for pruning
+        os.utime(spare.folder.with_name(spare.key.removesuffix(_SPARE_SUFFIX)))
     return claimed
 
 

@@ -9,6 +9,7 @@ import pytest
 from sandbox_kernel.image.store import ImagePaths
 from sandbox_kernel.vm import qemu, restore, snapshot_store
 from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.machine import SandboxVM
 from sandbox_kernel.vm.process import QemuProcess
 from sandbox_kernel.vm.rundir import RunDir, sweep_stale_run_dirs
 
@@ -276,3 +277,26 @@ def test_a_spare_s_qemu_runs_niced(tmp_path: Path) -> None:
     proc = QemuProcess(["sh", "-c", "nice"], tmp_path / "log", nice=10)
     assert proc.popen.wait() == 0
     assert (tmp_path / "log").read_text().strip() == "10"
+
+
+async def test_a_stop_cancelled_while_the_spare_stops_lets_the_spare_finish() -> None:
+    # The spare's VM stops in its task's clean-up; a cancelled stop() must not cut that short.
+    cleaned = asyncio.Event()
+
+    async def making() -> bool:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            await asyncio.sleep(0.2)  # its VM's teardown
+            cleaned.set()
+        return True
+
+    vm = SandboxVM(VMConfig(), "tcg")
+    vm._spare_task = asyncio.create_task(making())
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(vm.stop())
+    await asyncio.sleep(0.05)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    await asyncio.wait_for(cleaned.wait(), 5)
