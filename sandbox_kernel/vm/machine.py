@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from qemu.qmp import ConnectError, QMPClient, QMPError
+from qemu.qmp import QMPClient, QMPError
 
 from sandbox_kernel import paths
 from sandbox_kernel import protocol as p
@@ -28,7 +28,7 @@ from sandbox_kernel.vm import migration, snapshot_store
 from sandbox_kernel.vm.config import VMConfig
 from sandbox_kernel.vm.process import QemuProcess
 from sandbox_kernel.vm.qemu import command_line
-from sandbox_kernel.vm.restore import LOADED, HeadStart, launch_restore
+from sandbox_kernel.vm.restore import HeadStart, launch_restore
 from sandbox_kernel.vm.rundir import RunDir
 from sandbox_kernel.vm.snapshot_store import CaptureRam, SnapshotPaths
 from sandbox_kernel.vm.timezone import host_timezone
@@ -344,13 +344,11 @@ class SandboxVM:
         qmp = await self.qmp()
         assert self._incoming is not None
         # The sockets are connected (above) before the guest runs again.
-        status = await migration.load_state(qmp, self._incoming)
-        if status not in LOADED:
+        try:
+            await migration.resume(qmp, self._incoming)
+        except migration.NotLoaded as exc:
             self._snapshot_rejected = True
-            raise VMStartError(f"loading the snapshot left the VM {status}")
-        self._stage = "resuming the guest"
-        if status != "running":
-            await qmp.execute("cont")
+            raise VMStartError(str(exc)) from None
         await self._reseed_restored(channel)
 
     async def _reseed_restored(self, channel: DualPortChannel) -> None:
@@ -464,17 +462,9 @@ class SandboxVM:
         if self._qmp is None:
             assert self.run is not None
             client = QMPClient("sandbox-vm")
-            # The socket file can exist a moment before QEMU listens on it.
-            for _ in range(500):
-                try:
-                    await client.connect(str(self.run.qmp_socket))
-                    break
-                except (ConnectError, OSError):
-                    if self.proc is not None and self.proc.returncode is not None:
-                        raise
-                    await asyncio.sleep(0.005)
-            else:
-                await client.connect(str(self.run.qmp_socket))
+            proc = self.proc
+            await migration.connect(client, self.run.qmp_socket,
+                                    lambda: proc is not None and proc.returncode is not None)
             self._qmp = client
         return self._qmp
 

@@ -4,19 +4,51 @@ The guest's RAM is a file of its own (see ``snapshot_store``), left out of the s
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from qemu.qmp import QMPClient
+from qemu.qmp import ConnectError, QMPClient
 
 # Leaves RAM that lives in a shared file out of the migration stream. QEMU 7.2 has no other
 # way (``mapped-ram`` came with 9.0); both sides of a migration must turn it on.
 IGNORE_SHARED = {"capabilities": [{"capability": "x-ignore-shared", "state": True}]}
 _POLL_S = 0.003
+_CONNECT_POLL_S = 0.005
+# The run states a loaded snapshot may leave QEMU in.
+LOADED = ("paused", "postmigrate", "running", "prelaunch")
+
+
+class NotLoaded(Exception):
+    """QEMU could not load the snapshot's state."""
+
+
+async def connect(qmp: QMPClient, path: Path, exited: Callable[[], bool],
+                  attempts: int = 500) -> None:
+    """Connects ``qmp`` to QEMU's socket, which can exist a moment before QEMU listens on it."""
+    for _ in range(attempts):
+        try:
+            await qmp.connect(str(path))
+            return
+        except (ConnectError, OSError):
+            if exited():
+                raise
+            await asyncio.sleep(_CONNECT_POLL_S)
+    await qmp.connect(str(path))
+
+
+async def resume(qmp: QMPClient, uri: str) -> None:
+    """Loads the state QEMU was started to expect and runs the guest; ``NotLoaded`` if the
+    state could not be loaded."""
+    status = await load_state(qmp, uri)
+    if status not in LOADED:
+        raise NotLoaded(f"loading the snapshot left the VM {status}")
+    if status != "running":
+        await qmp.execute("cont")
 
 
 async def load_state(qmp: QMPClient, uri: str) -> str:
     """Loads the state QEMU was started to expect (``-incoming defer``); the run state after
-    it: "paused", "postmigrate", "running" or "prelaunch" when it loaded."""
+    it: one of ``LOADED`` when it loaded."""
     await qmp.execute("migrate-set-capabilities", IGNORE_SHARED)
     await qmp.execute("migrate-incoming", {"uri": uri})
     # QMP has no "loaded" future to await; its status is the documented thing to poll.

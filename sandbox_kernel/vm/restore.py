@@ -51,8 +51,6 @@ def launch_restore(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.002
-# The states a loaded snapshot may leave QEMU in.
-LOADED = ("paused", "postmigrate", "running", "prelaunch")
 
 
 @dataclass(frozen=True)
@@ -133,19 +131,9 @@ async def resume_early(head: HeadStart, timeout_s: float) -> HeadStart | None:
             # Connected before the guest runs again, as when the snapshot was taken.
             for path in (head.run.cmd_socket, head.run.evt_socket):
                 ports.append(await _connected(path, head.proc))
-            while True:  # QEMU makes its sockets shortly after it starts
-                try:
-                    await qmp.connect(str(head.run.qmp_socket))
-                    break
-                except Exception:
-                    if head.proc.returncode is not None:
-                        raise
-                    await asyncio.sleep(_POLL_S)
-            status = await migration.load_state(qmp, head.incoming)
-            if status not in LOADED:
-                raise RuntimeError(f"loading the snapshot left the VM {status}")
-            if status != "running":
-                await qmp.execute("cont")
+            await migration.connect(qmp, head.run.qmp_socket,
+                                    lambda: head.proc.returncode is not None)
+            await migration.resume(qmp, head.incoming)
     except BaseException as exc:
         log.debug("early resume failed: %r", exc)
         for port in ports:
