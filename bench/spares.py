@@ -4,14 +4,23 @@ one before it made, and makes the next before it is shut down."""
 import time
 
 from bench import kernels as k
-from sandbox_kernel import paths
+from sandbox_kernel.image.store import image_paths
+from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.snapshot_store import snapshot_for, spare_of
+from sandbox_kernel.vm.verdicts import configured_verdict
 
 ON = {"SANDBOX_KERNEL_SPARE_SNAPSHOTS": "1"}
 SPARE_TIMEOUT = 300
 
 
 def _spare_ready() -> bool:
-    return any(paths.snapshots_dir().glob("*-spare"))
+    # The spare of the snapshot these kernels restore (the cache may hold others, of other
+    # settings or an older snapshot format).
+    config = VMConfig(spare_snapshots=True)
+    verdict = configured_verdict(config)
+    assert verdict is not None, "a kernel has run with these settings"
+    snap = snapshot_for(config, image_paths(config.image), verdict.accel)
+    return spare_of(snap).exists()
 
 
 def _wait_for_spare() -> float:

@@ -220,11 +220,30 @@ class DualPortChannel:
 
     async def stream(self, request: p.Message) -> AsyncIterator[p.Event]:
         """Sends ``request`` and yields its events; ends after the final one."""
-        request_id = request.id
-        queue: asyncio.Queue[p.Event | SandboxError] = asyncio.Queue(maxsize=EVENT_QUEUE_DEPTH)
-        self._streams[request_id] = (queue, p.ends(str(getattr(request, "type", ""))))
+        queue = self._register(request.id, str(getattr(request, "type", "")))
         try:
             self.send(request)
+        except BaseException:
+            self._streams.pop(request.id, None)
+            raise
+        async for event in self._events(request.id, queue):
+            yield event
+
+    def expect(self, request_id: int, request_type: str) -> AsyncIterator[p.Event]:
+        """The events of a request written to the port before the channel took it (a
+        restore's first reseed: vm/port_pairs.py). Call it before ``connect``, so that none
+        is missed."""
+        return self._events(request_id, self._register(request_id, request_type))
+
+    def _register(self, request_id: int, request_type: str
+                  ) -> asyncio.Queue[p.Event | SandboxError]:
+        queue: asyncio.Queue[p.Event | SandboxError] = asyncio.Queue(maxsize=EVENT_QUEUE_DEPTH)
+        self._streams[request_id] = (queue, p.ends(request_type))
+        return queue
+
+    async def _events(self, request_id: int, queue: asyncio.Queue[p.Event | SandboxError]
+                      ) -> AsyncIterator[p.Event]:
+        try:
             while True:
                 item = await queue.get()
                 if isinstance(item, SandboxError):
@@ -237,11 +256,16 @@ class DualPortChannel:
 
     async def request(self, request: p.Message) -> p.Event:
         """Sends ``request`` and returns its final event (others are dropped)."""
-        async for event in self.stream(request):
-            if isinstance(event, p.FINAL_EVENTS):
-                return event
-        raise ChannelClosed("no reply")  # pragma: no cover - stream always ends on a final
+        return await final_event(self.stream(request))
 
     @property
     def closed(self) -> SandboxError | None:
         return self._closed
+
+
+async def final_event(events: AsyncIterator[p.Event]) -> p.Event:
+    """The event that ends a request's ``events`` (others are dropped)."""
+    async for event in events:
+        if isinstance(event, p.FINAL_EVENTS):
+            return event
+    raise ChannelClosed("no reply")  # pragma: no cover - a stream always ends on a final

@@ -162,6 +162,15 @@ class Reseed(Message):
     fresh_python: bool = False
 
 
+class SetClock(Message):
+    """The host's wall clock, once the host has the channel of a restored guest: the reseed
+    that was waiting in its port (vm/port_pairs.py) carries the launch's time, tens of ms old
+    by the time the guest reads it."""
+
+    type: Literal["set_clock"] = "set_clock"
+    wall_time: float
+
+
 class Warm(Message):
     """Before a snapshot: import what most notebooks import, outside the user's namespace."""
 
@@ -261,7 +270,8 @@ class DebugStop(Message):
 
 Request = Annotated[
     Ping | Execute | Interrupt | InputReply | Complete | Inspect | IsComplete | History
-    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | Warm | MountShare | PrepareSnapshot
+    | CommOpen | CommMsg | CommClose | CommInfo | Reseed | SetClock | Warm | MountShare
+    | PrepareSnapshot
     | EndWorker | DebugStart | DapSend | DumpCell | DebugInspect | DebugStop,
     Field(discriminator="type"),
 ]

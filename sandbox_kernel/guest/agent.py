@@ -390,6 +390,9 @@ class Agent:
                 if not self.worker.restarted:
                     self.worker.submit(None, line)
                 _warm_cell_path()
+            case p.SetClock(id=rid, wall_time=wall_time):
+                time.clock_settime(time.CLOCK_REALTIME, wall_time)
+                self.send(p.Ack(id=rid))
             case p.PrepareSnapshot(id=rid):
                 p.build_all()
                 gc.collect()

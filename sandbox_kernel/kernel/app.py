@@ -11,18 +11,22 @@ from jupyter_core.paths import jupyter_config_path
 from traitlets.config import Application
 
 from sandbox_kernel.kernel.early_listen import close_all
+from sandbox_kernel.kernel.settings import CONFIG_FILE
 
 if TYPE_CHECKING:
+    from sandbox_kernel.vm.config import VMConfig
     from sandbox_kernel.vm.early import EarlyVM
+    from sandbox_kernel.vm.restore import HeadStart
 
 _CONTROL_JOIN_S = 2.0
-# The kernel's own settings file, looked for in Jupyter's config folders (~/.jupyter first).
-CONFIG_FILE = "sandbox_kernel_config"
 
 
 class SandboxKernelApp(IPKernelApp):
     # Set by __main__: sockets already listening on our ports, by port (see early_listen).
     early_listeners: ClassVar[dict[int, socket.socket]] = {}
+    # Set by __main__: a restore launched before the imports, and the settings it was
+    # launched with (see early_launch).
+    launched: ClassVar["tuple[VMConfig, HeadStart] | None"] = None
     _early_vm: "EarlyVM | None" = None
 
     def _try_bind_socket(self, s: zmq.Socket[Any], port: int) -> int:
@@ -45,17 +49,20 @@ class SandboxKernelApp(IPKernelApp):
             super().init_sockets()
         finally:
             close_all(self.early_listeners)
-        # The VM starts (restores, or boots) in a thread as soon as the frontend can reach
-        # us, while the rest of the kernel starts up and the frontend shakes hands. Begun
-        # before ipykernel's import instead (tried), it gained nothing: the host's part of
-        # both is Python, and the two threads only took turns at the GIL.
+        # The VM's start goes on (or begins) in a thread as soon as the frontend can reach
+        # us, while the rest of the kernel starts up and the frontend shakes hands. Only
+        # the launch comes before ipykernel's import: the rest of the host's part is Python,
+        # and begun there too (tried), the two threads only took turns at the GIL.
+        from sandbox_kernel.kernel.early_launch import taken_over
         from sandbox_kernel.kernel.settings import VMSettings
         from sandbox_kernel.vm.early import EarlyVM
 
+        launched, type(self).launched = self.launched, None
         try:
             # With the settings the kernel will ask for: config files and the command line
             # (a kernelspec's own) are read by now.
-            self._early_vm = EarlyVM.begin(VMSettings(config=self.config).vm_config())
+            config = VMSettings(config=self.config).vm_config()
+            self._early_vm = EarlyVM.begin(config, taken_over(launched, config))
         except Exception:  # a failed head start must never stop the kernel
             logging.getLogger(__name__).debug("early VM start failed", exc_info=True)
 
@@ -75,6 +82,8 @@ class SandboxKernelApp(IPKernelApp):
     def init_kernel(self) -> None:
         super().init_kernel()
         # The kernel takes the VM over once it starts (see SandboxKernel._open_guest).
+        if self._early_vm is not None:
+            self.kernel.on_kernel_info = self._early_vm.frontend_answered
         self.kernel.early_vm, self._early_vm = self._early_vm, None
 
     def start(self) -> None:

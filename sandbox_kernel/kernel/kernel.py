@@ -95,6 +95,8 @@ class SandboxKernel(Kernel, VMSettings):
         early (``early_vm``), or a new one (kernel/vm_start.py)."""
         super().__init__(**kwargs)
         self.early_vm: EarlyVM | None = None  # set by SandboxKernelApp.init_kernel
+        # Told once the frontend has the kernel's first kernel_info answer (see vm/early.py).
+        self.on_kernel_info: Callable[[], None] | None = None
         self._vm_starter = vm_starter
         self._next_count = 1
         self._vm: GuestVM | None = None
@@ -350,6 +352,13 @@ class SandboxKernel(Kernel, VMSettings):
             "history", lambda bridge: bridge.history(hist_access_type, output, raw, session,
                                                      start, stop, n, pattern, unique),
             {"status": "ok", "history": []})
+
+    async def kernel_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]
+                                  ) -> None:
+        await super().kernel_info_request(stream, ident, parent)
+        told, self.on_kernel_info = self.on_kernel_info, None
+        if told is not None:
+            told()
 
     # --- comms ----------------------------------------------------------------------------------
     async def comm_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:

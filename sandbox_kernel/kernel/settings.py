@@ -16,6 +16,8 @@ from sandbox_kernel.share.wheelhouse import WheelhousePlan, wheelhouse_plan
 from sandbox_kernel.vm.config import Accel, VMConfig
 
 SECTION = "SandboxKernel"  # what users write in their config: the kernel's class name
+# The kernel's own settings file, looked for in Jupyter's config folders (~/.jupyter first).
+CONFIG_FILE = "sandbox_kernel_config"
 
 
 class VMSettings(Configurable):

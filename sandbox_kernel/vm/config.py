@@ -60,6 +60,13 @@ class VMConfig:
             raise ValueError("the worker needs a memory cap of 0 (automatic) or more MB, "
                              "and at least 16 processes")
 
+    def launch_settings(self) -> dict[str, object]:
+        """What launching a restore depends on (``restore.launch_early``): a launch made with
+        one config serves another with the same."""
+        wanted = ("image", "accel", "snapshots", "spare_snapshots", "fresh_python",
+                  "qemu_binary")
+        return {**self.machine_key(), **{name: getattr(self, name) for name in wanted}}
+
     def machine_key(self) -> dict[str, object]:
         """What a memory snapshot depends on."""
         wanted = ("image", "memory_mb", "cpus", "tmp_size", "home_size", "tcg_cache_mb",

@@ -1,8 +1,8 @@
-"""A VM started in a thread of its own as soon as the kernel process has bound its sockets.
-
-The whole start (restore or boot, QMP, the agent's handshake, the reseed and the guest's
-warm-up) then overlaps the rest of the kernel's start-up and the frontend's handshake. The
-VM is handed over to the kernel's event loop with ``take``.
+"""A VM started as soon as the kernel process has read its settings: a restore is launched
+there and then (``restore.launch_early``), and the rest of the start (the VM manager's import,
+the reseed's answer, the shared folder's mount; or a boot) goes on in a thread of its own,
+overlapping the rest of the kernel's start-up and the frontend's handshake. The VM is handed
+over to the kernel's event loop with ``take``.
 """
 
 import asyncio
@@ -13,27 +13,44 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox_kernel.errors import SandboxError
 from sandbox_kernel.vm.config import VMConfig
-from sandbox_kernel.vm.restore import launch_early, resume_early
+from sandbox_kernel.vm.restore import HeadStart, launch_early
 
 if TYPE_CHECKING:
     from sandbox_kernel.vm.machine import SandboxVM
 
 _CANCEL_S = 10.0
+# After a restore's launch, the VM manager's import (pydantic, the protocol) waits until the
+# kernel has answered the frontend's first kernel_info, which the frontend waits for: both are
+# Python, and would take turns at the GIL. The restored guest is busy with its reseed and
+# warm-up meanwhile. At most this long, for a frontend that asks nothing.
+_FRONTEND_FIRST_S = 0.25
 
 
 class EarlyVM:
-    def __init__(self, config: VMConfig) -> None:
+    def __init__(self, config: VMConfig, head_start: HeadStart | None = None) -> None:
         self.config = config
+        self._head_start = head_start
         self._result: concurrent.futures.Future[SandboxVM] = concurrent.futures.Future()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
+        self._frontend_answered = threading.Event()
         self._thread = threading.Thread(target=self._run, name="early-vm", daemon=True)
 
     @classmethod
-    def begin(cls, config: VMConfig | None = None) -> "EarlyVM":
-        early = cls(config or VMConfig())
-        early._thread.start()
+    def begin(cls, config: VMConfig | None = None,
+              head_start: HeadStart | None = None) -> "EarlyVM":
+        """Goes on from ``head_start``, or launches a restore in the calling thread, whose end
+        would end QEMU (it must live as long as the kernel: the main thread); then goes on in a
+        thread."""
+        config = config or VMConfig()
+        early = cls(config, head_start or launch_early(config))
+        try:
+            early._thread.start()
+        except BaseException:
+            if early._head_start is not None:
+                early._head_start.discard()
+            raise
         return early
 
     # --- in the thread ----------------------------------------------------------------------
@@ -55,14 +72,12 @@ class EarlyVM:
     async def _start(self) -> "SandboxVM":
         self._task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
-        if self._cancelled:  # cancel() came before the loop existed
-            raise asyncio.CancelledError
-        # The guest resumes, then gets going while the VM manager imports (pydantic and the
-        # protocol models): it waits for the reseed, which comes after.
-        head_start = launch_early(self.config)
-        if head_start is not None:
-            head_start = await resume_early(head_start, self.config.restore_timeout_s)
+        head_start, self._head_start = self._head_start, None
         try:
+            if self._cancelled:  # cancel() came before the loop existed
+                raise asyncio.CancelledError
+            if head_start is not None:
+                await asyncio.to_thread(self._frontend_answered.wait, _FRONTEND_FIRST_S)
             from sandbox_kernel.vm.launch import start_vm
         except BaseException:
             if head_start is not None:
@@ -77,8 +92,13 @@ class EarlyVM:
         return vm
 
     # --- from the kernel --------------------------------------------------------------------
+    def frontend_answered(self) -> None:
+        """The kernel has answered the frontend's first kernel_info (from any thread)."""
+        self._frontend_answered.set()
+
     def cancel(self) -> None:
         self._cancelled = True
+        self._frontend_answered.set()
         loop, task = self._loop, self._task
         if loop is not None and task is not None:
             with contextlib.suppress(RuntimeError):  # the loop has just finished

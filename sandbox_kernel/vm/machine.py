@@ -16,7 +16,7 @@ from qemu.qmp import QMPClient, QMPError
 
 from sandbox_kernel import paths
 from sandbox_kernel import protocol as p
-from sandbox_kernel.channel import ChannelClosed, DualPortChannel, peer_pid
+from sandbox_kernel.channel import ChannelClosed, DualPortChannel, final_event, peer_pid
 from sandbox_kernel.errors import SandboxError, VMDied, VMStartError
 from sandbox_kernel.image.store import ImagePaths, require_image
 from sandbox_kernel.share.plan import SharePlan, make_writable_folders
@@ -26,6 +26,7 @@ from sandbox_kernel.share.transport import ShareTransport
 from sandbox_kernel.share.wheelhouse import WheelhousePlan
 from sandbox_kernel.vm import migration, snapshot_store
 from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.port_pairs import FIRST_RESEED_ID, LOADER, PortPairs
 from sandbox_kernel.vm.process import QemuProcess
 from sandbox_kernel.vm.qemu import command_line
 from sandbox_kernel.vm.restore import HeadStart, launch_restore
@@ -47,6 +48,7 @@ _CAPTURE_TIMEOUT_S = 600.0
 _SPARE_NICENESS = 10
 _SPARE_DELAY_S = 3.0
 _CONSOLE_TAIL = 6000
+_STATUS_TIMEOUT_S = 2.0
 _KEPT_BOOT_LOGS = 50
 
 
@@ -84,8 +86,9 @@ class SandboxVM:
         self._qmp: QMPClient | None = None
         self._stage = "booting"
         self._timeout = self.config.boot_timeout_s
-        self._snapshot_rejected = False
-        self._incoming: str | None = None  # a restore's migration URI
+        # A restore's ports, connected before QEMU started; the rest listen in the run folder.
+        self._ports: PortPairs | None = None
+        self._first_reseed: AsyncIterator[p.Event] | None = None
         self._capture_ram: CaptureRam | None = None  # a boot that takes a snapshot
         self._handover: tuple[socket.socket, socket.socket, int] | None = None
         self._share: ShareTransport | None = None
@@ -202,7 +205,8 @@ class SandboxVM:
         await asyncio.wait_for(self.request(p.PrepareSnapshot), _CAPTURE_TIMEOUT_S)
         status = await migration.save_state(await self.qmp(), ram.state)
         if status != "completed":
-            await (await self.qmp()).execute("cont")
+            with contextlib.suppress(QMPError):  # it runs on after a failed migration
+                await (await self.qmp()).execute("cont")
             await self.reseed()
             log.warning("taking a snapshot failed (%s); %s", status, otherwise)
             return False
@@ -273,33 +277,26 @@ class SandboxVM:
         for attempt in (1, 2):
             try:
                 assert self.image is not None
-                resumed = None
                 if head_start is not None and attempt == 1:
-                    self.run, self._incoming = head_start.run, head_start.incoming
-                    self._adopt(head_start.proc)
-                    resumed = head_start.resumed
+                    self.run = head_start.run
+                    self._adopt(head_start.proc, head_start.ports)
                 else:
                     try:
-                        proc, self._incoming = launch_restore(
+                        proc, ports = launch_restore(
                             self.config, self.image, self.accel, self._new_run_dir(), snap)
                     except OSError as exc:  # incomplete, or just pruned by another kernel
                         log.warning("cannot open the snapshot: %s", exc)
                         await self._teardown()
                         snap.discard()
                         break
-                    self._adopt(proc)
-                if resumed is not None:
-                    self._qmp = resumed.qmp
-                    await self._until_ready(self._reseed_restored, self.config.restore_timeout_s,
-                                            resumed.ports)
-                else:
-                    await self._until_ready(self._resume_restored,
-                                            self.config.restore_timeout_s)
+                    self._adopt(proc, ports)
+                await self._until_ready(self._resumed, self.config.restore_timeout_s)
             except SandboxError as exc:
                 # QEMU exits when it cannot load the snapshot, and so does a guest that
-                # crashes on resuming (code 0): then the snapshot itself is bad.
-                unloadable = self._snapshot_rejected or (
-                    self.proc is not None and self.proc.returncode is not None)
+                # crashes on resuming (code 0): then the snapshot itself is bad. So is one
+                # that QEMU has loaded but does not run.
+                unloadable = ((self.proc is not None and self.proc.returncode is not None)
+                              or await self._loaded_stopped())
                 log.warning("snapshot restore failed (attempt %d, while %s): %s", attempt,
                             self._stage, str(exc).splitlines()[0])
                 await self._teardown()
@@ -312,6 +309,21 @@ class SandboxVM:
         log.warning("booting cold instead of restoring the snapshot")
         return False
 
+    async def _loaded_stopped(self) -> bool:
+        """Whether QEMU has loaded a snapshot's state and left the guest stopped, as it does
+        with a state saved from a stopped guest (a snapshot of another format, or a broken
+        one): nothing would ever run it."""
+        try:
+            async with asyncio.timeout(_STATUS_TIMEOUT_S):
+                reply = await (await self.qmp()).execute("query-status")
+        except (QMPError, OSError, TimeoutError, EOFError):
+            return False
+        status = reply.get("status") if isinstance(reply, dict) else None
+        if status in ("paused", "postmigrate", "prelaunch"):
+            log.warning("QEMU loaded the snapshot but left the guest %s", status)
+            return True
+        return False
+
     def _new_run_dir(self) -> RunDir:
         self.run = RunDir.create()
         return self.run
@@ -320,43 +332,48 @@ class SandboxVM:
         assert self.run is not None
         self._adopt(QemuProcess(cmd, self.run.qemu_log, nice=nice))
 
-    def _adopt(self, proc: QemuProcess) -> None:
-        """Takes ``proc``, started for ``self.run``, with a channel to its ports."""
+    def _adopt(self, proc: QemuProcess, ports: PortPairs | None = None) -> None:
+        """Takes ``proc``, started for ``self.run``, with a channel to its ports: ``ports``,
+        connected already (a restore, its first reseed written), or sockets in the run folder."""
         assert self.run is not None
-        self.proc = proc
-        self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
-                                       peer=self.proc.pid)
+        self.proc, self._ports = proc, ports
+        self.channel = self._new_channel(first_id=FIRST_RESEED_ID + 1 if ports is not None else 1)
+        if ports is not None:
+            self._first_reseed = self.channel.expect(FIRST_RESEED_ID, "reseed")
 
-    async def _until_ready(self, then: Any, limit_s: float | None = None,
-                           ports: tuple[socket.socket, socket.socket] | None = None) -> None:
-        """``ports``: the channel's, connected already (a head start resumed)."""
+    def _new_channel(self, first_id: int) -> DualPortChannel:
+        assert self.run is not None and self.proc is not None
+        # A socket in the run folder must be QEMU's; a socket pair's other end can only be.
+        return DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
+                               peer=None if self._ports is not None else self.proc.pid,
+                               first_id=first_id)
+
+    async def _until_ready(self, then: Any, limit_s: float | None = None) -> None:
         assert self.channel is not None
         self._timeout = limit_s or self.config.boot_timeout_s
         deadline = asyncio.get_running_loop().time() + self._timeout
-        if ports is not None:
-            await self._guarded(self.channel.connect(sockets=ports), deadline)
+        if self._ports is not None:
+            sockets = (self._ports.take("cmd"), self._ports.take("evt"))
+            await self._guarded(self.channel.connect(sockets=sockets), deadline)
         else:
             await self._guarded(self._connect(self.channel), deadline)
         await self._guarded(then(self.channel), deadline)
 
-    async def _resume_restored(self, channel: DualPortChannel) -> None:
-        self._stage = "loading the snapshot"
-        qmp = await self.qmp()
-        assert self._incoming is not None
-        # The sockets are connected (above) before the guest runs again.
-        try:
-            await migration.resume(qmp, self._incoming)
-        except migration.NotLoaded as exc:
-            self._snapshot_rejected = True
-            raise VMStartError(str(exc)) from None
-        await self._reseed_restored(channel)
-
-    async def _reseed_restored(self, channel: DualPortChannel) -> None:
-        # No ping first: the agent's ports were open when the snapshot was taken, so a request
-        # cannot be lost, and the reseed's answer shows the agent is alive. (Its protocol was
-        # checked by the boot that took the snapshot, whose key names the agent's code.)
-        self._stage = "reseeding"
-        await self.reseed(retry_after=0.5)
+    async def _resumed(self, channel: DualPortChannel) -> None:
+        """Until the restored guest has answered the reseed that was waiting in its port. (No
+        ping first: its agent's protocol was checked by the boot that took the snapshot, whose
+        key names the agent's code.)"""
+        self._stage = "resuming the snapshot"
+        assert self._first_reseed is not None
+        reply = await final_event(self._first_reseed)
+        if not isinstance(reply, p.Ack):
+            raise SandboxError(f"the guest could not reseed: {reply}")
+        # The guest runs, so the monitor has carried out the load: it has nothing more to do.
+        assert self._ports is not None
+        self._ports.take(LOADER).close()
+        reply = await channel.request(p.SetClock(id=channel.next_id(), wall_time=time.time()))
+        if not isinstance(reply, p.Ack):
+            raise SandboxError(f"the guest could not set its clock: {reply}")
 
     async def reseed(self, retry_after: float | None = None) -> None:
         """A restored guest has the saved RNG state and clock: give it fresh ones, and the
@@ -531,8 +548,11 @@ class SandboxVM:
     async def _serve(self, port: Literal["share", "wheelhouse"],
                      settings: ShareSettings) -> ShareTransport:
         assert self.run is not None
-        path = self.run.share_socket if port == "share" else self.run.wheelhouse_socket
-        sock = await asyncio.to_thread(self._connect_share, path)
+        if self._ports is not None:
+            sock = self._ports.take("share" if port == "share" else "wheels")
+        else:
+            path = self.run.share_socket if port == "share" else self.run.wheelhouse_socket
+            sock = await asyncio.to_thread(self._connect_share, path)
         transport = ShareTransport(sock, FuseServer(
             settings, lambda message: self.on_share_notice(message)), name=port)
         transport.start()
@@ -572,8 +592,7 @@ class SandboxVM:
         assert self._handover is not None and self.run is not None and self.proc is not None
         cmd, evt, next_id = self._handover
         self._handover = None
-        self.channel = DualPortChannel(self.run.cmd_socket, self.run.evt_socket,
-                                       peer=self.proc.pid, first_id=next_id)
+        self.channel = self._new_channel(first_id=next_id)
         await self.channel.connect(sockets=(cmd, evt))
 
     # --- use --------------------------------------------------------------------------------
@@ -624,6 +643,10 @@ class SandboxVM:
         if self.channel is not None:
             await self.channel.close()
             self.channel = None
+        if self._ports is not None:
+            self._ports.close()
+            self._ports = None
+        self._first_reseed = None
         if self.run is not None:
             shutil.rmtree(self.run.path, ignore_errors=True)
             self.run = None

@@ -1,8 +1,9 @@
-"""Saving and loading a VM's device state over QMP: QEMU's migration, to and from a file.
+"""A VM's device state saved to a file and loaded from one, by QEMU's migration over QMP.
 
 The guest's RAM is a file of its own (see ``snapshot_store``), left out of the stream."""
 
 import asyncio
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -10,16 +11,11 @@ from pathlib import Path
 from qemu.qmp import ConnectError, QMPClient
 
 # Leaves RAM that lives in a shared file out of the migration stream. QEMU 7.2 has no other
-# way (``mapped-ram`` came with 9.0); both sides of a migration must turn it on.
+# way (``mapped-ram`` came with 9.0); both sides of a migration must turn it on (a restore's
+# command line does).
 IGNORE_SHARED = {"capabilities": [{"capability": "x-ignore-shared", "state": True}]}
 _POLL_S = 0.003
 _CONNECT_POLL_S = 0.005
-# The run states a loaded snapshot may leave QEMU in.
-LOADED = ("paused", "postmigrate", "running", "prelaunch")
-
-
-class NotLoaded(Exception):
-    """QEMU could not load the snapshot's state."""
 
 
 async def connect(qmp: QMPClient, path: Path, exited: Callable[[], bool],
@@ -36,32 +32,24 @@ async def connect(qmp: QMPClient, path: Path, exited: Callable[[], bool],
     await qmp.connect(str(path))
 
 
-async def resume(qmp: QMPClient, uri: str) -> None:
-    """Loads the state QEMU was started to expect and runs the guest; ``NotLoaded`` if the
-    state could not be loaded."""
-    status = await load_state(qmp, uri)
-    if status not in LOADED:
-        raise NotLoaded(f"loading the snapshot left the VM {status}")
-    if status != "running":
-        await qmp.execute("cont")
-
-
-async def load_state(qmp: QMPClient, uri: str) -> str:
-    """Loads the state QEMU was started to expect (``-incoming defer``); the run state after
-    it: one of ``LOADED`` when it loaded."""
-    await qmp.execute("migrate-set-capabilities", IGNORE_SHARED)
-    await qmp.execute("migrate-incoming", {"uri": uri})
-    # QMP has no "loaded" future to await; its status is the documented thing to poll.
-    while (status := await _run_state(qmp)) == "inmigrate":  # noqa: ASYNC110
-        await asyncio.sleep(_POLL_S)
-    return status
+def load_commands(uri: str) -> bytes:
+    """QMP commands, one per line, that load the state QEMU was started to expect
+    (``-incoming defer``) from ``uri``; written to a monitor before QEMU starts, they need no
+    client. The guest runs once the state is loaded; QEMU exits if it cannot load it."""
+    commands = [{"execute": "qmp_capabilities"},
+                {"execute": "migrate-set-capabilities", "arguments": IGNORE_SHARED},
+                {"execute": "migrate-incoming", "arguments": {"uri": uri}}]
+    return b"".join(json.dumps(c).encode() + b"\n" for c in commands)
 
 
 async def save_state(qmp: QMPClient, state: Path) -> str:
-    """Stops the guest and writes its device state to ``state``; the migration's final
-    status ("completed" when it worked; the guest stays stopped either way)."""
+    """Writes the running guest's device state to ``state``; the migration's final status
+    ("completed" when it worked: the guest is stopped then; it runs on otherwise). Not
+    stopped first: the state records the run state it was saved in, and a restore runs the
+    guest as soon as it has loaded a state saved running (a stopped one would wait for a
+    ``cont``). Its last step stops the guest before the devices are saved, so the RAM file
+    and the state still agree."""
     await qmp.execute("migrate-set-capabilities", IGNORE_SHARED)
-    await qmp.execute("stop")
     # QEMU writes the file itself through a passed descriptor. With ``exec:cat >``,
     # "completed" meant QEMU had filled the pipe, not that cat had written the file.
     out = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -75,11 +63,6 @@ async def save_state(qmp: QMPClient, state: Path) -> str:
             "completed", "failed", "cancelled"):
         await asyncio.sleep(_POLL_S)
     return status
-
-
-async def _run_state(qmp: QMPClient) -> str:
-    reply = await qmp.execute("query-status")
-    return str(reply["status"]) if isinstance(reply, dict) else ""
 
 
 async def _migration_status(qmp: QMPClient) -> str:

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -14,6 +15,7 @@ from sandbox_kernel.constants import CMD_PORT, EVT_PORT, SHARE_PORT, WHEELHOUSE_
 from sandbox_kernel.errors import QemuNotFound
 from sandbox_kernel.image.store import ImagePaths
 from sandbox_kernel.vm.config import VMConfig
+from sandbox_kernel.vm.port_pairs import LOADER
 from sandbox_kernel.vm.rundir import RunDir
 
 
@@ -118,8 +120,20 @@ class GuestRam:
                 f"share={'on' if self.shared else 'off'}")
 
 
+def _chardev(name: str, path: Path, ports: Mapping[str, int] | None) -> str:
+    """A serial port's chardev: a socket pair's end that QEMU inherits (``port_pairs``), or a
+    socket QEMU listens on in the run folder."""
+    if ports is not None:
+        return f"socket,id={name},fd={ports[name]}"
+    return f"socket,id={name},path={path},server=on,wait=off"
+
+
 def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
-                 incoming: str | None = None, ram: GuestRam | None = None) -> list[str]:
+                 incoming: str | None = None, ram: GuestRam | None = None,
+                 ports: Mapping[str, int] | None = None) -> list[str]:
+    """``incoming``: where the state to restore comes from (``defer``: a QMP command says).
+    ``ports``: inherited descriptors, by name, of the serial ports (``port_pairs.PORTS``) and
+    perhaps of a monitor (``port_pairs.LOADER``)."""
     # Under TCG, microvm's pic/pit/rtc must stay on: turning them off hangs the guest.
     machine = "microvm,acpi=on,isa-serial=on" + (",memory-backend=ram" if ram else "")
     # A bounded translation cache keeps an idle TCG VM's host memory down (the default is 1 GiB).
@@ -137,14 +151,14 @@ def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
         "-device", "virtio-blk-device,drive=root",
         "-device", "virtio-rng-device",
         "-device", "virtio-serial-device,id=vs",
-        "-chardev", f"socket,id=cmd,path={run.cmd_socket},server=on,wait=off",
+        "-chardev", _chardev("cmd", run.cmd_socket, ports),
         "-device", f"virtserialport,bus=vs.0,chardev=cmd,name={CMD_PORT}",
-        "-chardev", f"socket,id=evt,path={run.evt_socket},server=on,wait=off",
+        "-chardev", _chardev("evt", run.evt_socket, ports),
         "-device", f"virtserialport,bus=vs.0,chardev=evt,name={EVT_PORT}",
         # Always there, so that one snapshot serves every folder and wheelhouse, or none.
-        "-chardev", f"socket,id=share,path={run.share_socket},server=on,wait=off",
+        "-chardev", _chardev("share", run.share_socket, ports),
         "-device", f"virtserialport,bus=vs.0,chardev=share,name={SHARE_PORT}",
-        "-chardev", f"socket,id=wheels,path={run.wheelhouse_socket},server=on,wait=off",
+        "-chardev", _chardev("wheels", run.wheelhouse_socket, ports),
         "-device", f"virtserialport,bus=vs.0,chardev=wheels,name={WHEELHOUSE_PORT}",
         "-qmp", f"unix:{run.qmp_socket},server=on,wait=off",
     ]
@@ -152,4 +166,8 @@ def command_line(config: VMConfig, image: ImagePaths, accel: str, run: RunDir,
         cmd += ["-object", ram.qemu_object(config.memory_mb)]
     if incoming is not None:
         cmd += ["-incoming", incoming]
+    if ports is not None and LOADER in ports:
+        # A monitor whose commands are written before QEMU starts (vm/restore.py).
+        cmd += ["-chardev", f"socket,id={LOADER},fd={ports[LOADER]}",
+                "-mon", f"chardev={LOADER},mode=control"]
     return cmd

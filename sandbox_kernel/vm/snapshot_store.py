@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 _KEPT_SNAPSHOTS = 3
 # 2: the guest's RAM is a file of its own, mapped copy-on-write by every restore, and the
 # migration stream holds only the device state. 3: a third serial port, for the shared folder.
-# 4: a fourth, for the wheelhouse.
-SNAPSHOT_FORMAT = 4
+# 4: a fourth, for the wheelhouse. 5: saved from a running guest, which a restore runs
+# without being told.
+SNAPSHOT_FORMAT = 5
 _CAPTURE_PREFIX = ".capture-"
 _CLAIMED_PREFIX = ".claimed-"
 _SPARE_SUFFIX = "-spare"

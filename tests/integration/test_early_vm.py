@@ -4,12 +4,15 @@ import asyncio
 import contextlib
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
 from sandbox_kernel.image.store import image_paths
-from sandbox_kernel.vm import VMConfig, running_vm, snapshot_store
+from sandbox_kernel.vm import VMConfig, port_pairs, running_vm, snapshot_store
 from sandbox_kernel.vm.early import EarlyVM
+from sandbox_kernel.vm.launch import start_vm
+from sandbox_kernel.vm.restore import launch_early
 from sandbox_kernel.vm.verdicts import configured_verdict
 from tests.integration.vmtools import run
 from tests.leftovers import qemu_processes, run_dirs
@@ -76,10 +79,10 @@ async def test_cancelling_the_take_over_leaves_nothing(snapshot_exists: None,
     assert qemu_processes() <= before_qemu and run_dirs() <= before_dirs
 
 
-async def test_a_broken_snapshot_resumed_early_gives_way_to_the_vm_manager(
+async def test_a_broken_snapshot_launched_early_gives_way_to_the_vm_manager(
         snapshot_exists: None) -> None:
-    # The head start resumes the guest itself, before the VM manager is imported; when that
-    # fails, the manager starts its own way (here: finds the snapshot broken, boots cold).
+    # The head start has QEMU load the state before the VM manager is imported; when QEMU
+    # cannot, the manager starts its own way (here: finds the snapshot broken, boots cold).
     config = VMConfig(snapshots=True)
     image = image_paths(config.image)
     verdict = configured_verdict(config)
@@ -96,3 +99,23 @@ async def test_a_broken_snapshot_resumed_early_gives_way_to_the_vm_manager(
         await vm.stop()
     assert snap.exists() and snap.state.stat().st_size > 0  # taken again
     assert qemu_processes() <= before_qemu and run_dirs() <= before_dirs
+
+
+async def test_the_vm_manager_sets_the_clock_the_early_reseed_carried(
+        snapshot_exists: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reseed written before QEMU starts carries the launch's time, which is old by the
+    # time the guest reads it; here it is 100 s old. Taking the VM over sets the clock.
+    real_time = time.time
+    monkeypatch.setattr(port_pairs, "time", SimpleNamespace(time=lambda: real_time() - 100))
+    config = VMConfig(snapshots=True)
+    head = launch_early(config)
+    assert head is not None
+    monkeypatch.undo()
+    vm = await start_vm(config, head)
+    try:
+        before = time.time()
+        guest = float((await run(vm, "import time; print(time.time())")).stdout)
+        assert before - 1 < guest < time.time() + 1
+    finally:
+        await vm.stop()
+

@@ -196,10 +196,20 @@ def _zero_ram(snap: snapshots.SnapshotPaths) -> None:
         fh.truncate(size)
 
 
+def _stopped_state(snap: snapshots.SnapshotPaths) -> None:
+    """The state says the guest was stopped when it was saved: QEMU loads it, and then waits
+    for a ``cont`` that no restore sends."""
+    running = b"\x00\x00\x00\x08running\x00"  # the global state's run state: length, name
+    state = snap.state.read_bytes()
+    assert state.count(running) == 1
+    snap.state.write_bytes(state.replace(running, b"\x00\x00\x00\x07paused\x00\x00"))
+
+
 @pytest.mark.parametrize(("breakage", "log_says"), [
     (_truncate_state, ("snapshot restore failed", "load of migration failed")),
     (_delete_ram, ("cannot open the snapshot", "No such file or directory")),
     (_zero_ram, ("snapshot restore failed",)),
+    (_stopped_state, ("left the guest paused",)),
 ])
 async def test_a_broken_snapshot_falls_back_to_a_cold_boot(
         snapshot_ready: snapshots.SnapshotPaths, caplog: pytest.LogCaptureFixture,
@@ -208,7 +218,8 @@ async def test_a_broken_snapshot_falls_back_to_a_cold_boot(
     breakage(snapshot_ready)
     marker = snapshot_ready.folder / "broken"  # inode numbers get reused; a file does not
     marker.touch()
-    async with running_vm(VMConfig(snapshots=True, boot_timeout_s=60)) as vm:
+    async with running_vm(VMConfig(snapshots=True, boot_timeout_s=60,
+                                   restore_timeout_s=10)) as vm:
         # It booted cold, took a new snapshot and went on from that.
         assert vm.started_from == "snapshot"
         assert (await run(vm, "print('fine')")).stdout == "fine\n"

@@ -12,6 +12,7 @@ from traitlets.config.loader import KVArgParseConfigLoader
 
 from sandbox_kernel.kernel.app import CONFIG_FILE, SandboxKernelApp
 from sandbox_kernel.kernel.cell_limits import CellLimits
+from sandbox_kernel.kernel.early_launch import read_config, taken_over
 from sandbox_kernel.kernel.install import install, kernel_spec
 from sandbox_kernel.kernel.settings import VMSettings
 from sandbox_kernel.share.plan import SharePlan
@@ -186,3 +187,50 @@ def test_the_app_leaves_pdb_alone_since_no_cell_runs_in_its_process() -> None:
             "assert pdb.set_trace is before\n"
             "assert 'IPython.core.debugger' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_settings_read_before_the_imports_are_the_app_s(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # __main__ launches the restore with settings it reads without the app (early_launch);
+    # they must be those the app reads, from the same files and command line.
+    jupyter = tmp_path / "jupyter"
+    jupyter.mkdir()
+    (jupyter / f"{CONFIG_FILE}.py").write_text("c.SandboxKernel.memory_mb = 768\n"
+                                               "c.SandboxKernel.cpus = 3\n")
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text("c.SandboxKernel.cpus = 1\n"
+                                                      "c.SandboxKernel.fresh_python = True\n")
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(jupyter))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    argv = ["-f", str(tmp_path / "kernel.json"), "--SandboxKernel.image=scientific"]
+    early = VMSettings(config=read_config(argv)).vm_config()
+    assert (early.image, early.memory_mb, early.cpus, early.fresh_python) == (
+        "scientific", 768, 3, True)  # ours over the profile's, the command line over both
+    app = SandboxKernelApp()
+    try:
+        app.parse_command_line(argv)
+        app.init_profile_dir()
+        app.load_config_file()
+        assert VMSettings(config=app.config).vm_config().launch_settings() == (
+            early.launch_settings())
+    finally:
+        SandboxKernelApp.clear_instance()
+
+
+class _Launch:
+    discarded = False
+
+    def discard(self) -> None:
+        self.discarded = True
+
+
+def test_a_launch_with_other_settings_than_the_app_s_is_discarded() -> None:
+    launch = _Launch()
+    same = taken_over((VMConfig(), launch), VMConfig())  # type: ignore[arg-type]
+    assert same is launch and not launch.discarded
+    # Settings a restore's launch does not depend on do not matter.
+    assert taken_over((VMConfig(), launch), VMConfig(restore_timeout_s=5)) is launch  # type: ignore[arg-type]
+    assert taken_over((VMConfig(), launch), VMConfig(memory_mb=768)) is None  # type: ignore[arg-type]
+    assert launch.discarded
+    assert taken_over(None, VMConfig()) is None

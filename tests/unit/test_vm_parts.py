@@ -115,10 +115,10 @@ def test_pruning_keeps_the_new_snapshot_and_the_most_recently_used(
         snap.lock.touch()
         os.utime(snap.folder, (time.time() - 100 * age, time.time() - 100 * age))
     # A restore marks it used: now the most recent of the old ones.
-    proc, uri = restore.launch_restore(VMConfig(qemu_binary="true"), ImagePaths(tmp_path),
-                                       "tcg", RunDir(tmp_path), snaps[4])
+    proc, ports = restore.launch_restore(VMConfig(qemu_binary="true"), ImagePaths(tmp_path),
+                                         "tcg", RunDir(tmp_path), snaps[4])
     proc.popen.wait()
-    assert uri.startswith("fd:")
+    ports.close()
     dead_capture = snaps_dir / ".capture-999999999-x"
     live_capture = snaps_dir / f".capture-{os.getpid()}-x"
     dead_capture.mkdir()
@@ -140,6 +140,7 @@ def test_restore_maps_the_snapshot_ram_privately_from_one_folder(tmp_path: Path)
     assert "memory-backend-file,id=ram,size=512M,mem-path=/proc/self/fd/7/ram,share=off" in line
     assert "memory-backend=ram" in cmd[cmd.index("-M") + 1]
     assert cmd[-2:] == ["-incoming", "defer"]
+    assert f"socket,id=cmd,path={run.cmd_socket},server=on,wait=off" in cmd
     capture = qemu.GuestRam("/home/a,b/ram", shared=True)
     assert "mem-path=/home/a,,b/ram,share=on" in capture.qemu_object(1024)
     plain = qemu.command_line(VMConfig(), image, "tcg", run)
@@ -300,3 +301,16 @@ async def test_a_stop_cancelled_while_the_spare_stops_lets_the_spare_finish() ->
     with pytest.raises(asyncio.CancelledError):
         await stopping
     await asyncio.wait_for(cleaned.wait(), 5)
+
+
+def test_a_restore_inherits_its_ports_and_a_monitor_that_loads_the_state(
+        tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    fds = {"cmd": 11, "evt": 12, "share": 13, "wheels": 14, "loader": 15}
+    cmd = qemu.command_line(VMConfig(), ImagePaths(tmp_path), "tcg", run, "defer", ports=fds)
+    for name in ("cmd", "evt", "share", "wheels"):
+        assert f"socket,id={name},fd={fds[name]}" in cmd
+    assert "server=on" not in " ".join(cmd[:cmd.index("-qmp")])  # nothing listens for them
+    assert cmd[-6:] == ["-incoming", "defer", "-chardev", "socket,id=loader,fd=15",
+                        "-mon", "chardev=loader,mode=control"]
+
