@@ -74,6 +74,13 @@ class NotebookPage:
     def kernel_name(self) -> str:
         return self.one("the toolbar's kernel name", ".jp-Toolbar-kernelName").text
 
+    def wait_kernel_connected(self, timeout: float) -> None:
+        """Until the status bar shows the kernel idle, as a user waits for it: a cell run
+        before Lab has a kernel connection is dropped by Lab, whatever the kernel, and keeps
+        its ``[ ]:`` (the toolbar names the kernel before that)."""
+        self.wait("the status bar to show the kernel idle",
+                  lambda d: "| Idle" in d.find_element(By.ID, "jp-main-statusbar").text, timeout)
+
     def wait_kernel_idle(self, timeout: float) -> None:
         self.one("the kernel idle in the toolbar",
                  '.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout)

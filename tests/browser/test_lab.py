@@ -30,6 +30,7 @@ RESULT = '.jp-OutputArea-executeResult [data-mime-type="text/plain"]'
 def test_a_new_notebook_runs_on_the_sandbox_kernel_and_prints(page: NotebookPage) -> None:
     page.wait(f"the toolbar to name {KERNEL_DISPLAY_NAME!r}",
               lambda _: page.kernel_name() == KERNEL_DISPLAY_NAME)
+    page.wait_kernel_connected(FIRST_CELL_TIMEOUT)
     cell = page.run_cell('print("hello from the VM,", 6 * 7)')
     page.wait_done(cell, FIRST_CELL_TIMEOUT)
     assert page.output_text(cell) == "hello from the VM, 42\n"
